@@ -1,0 +1,57 @@
+"""The `adaptkit` command line: one click group, each command a thin wrapper over a function.
+
+A user mistake (AdaptkitError) prints one line, `error: ...`, and exits with 2.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from adaptkit.errors import AdaptkitError
+
+
+class _Group(click.Group):
+    """Turns AdaptkitError into a one-line message and exit code 2, for every command."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except AdaptkitError as err:
+            click.echo(f"error: {err}", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=_Group)
+@click.version_option(package_name="adaptkit")
+def main() -> None:
+    """Fine-tune the adapters of Speech-LLMs: train the projector and new-token rows."""
+
+
+@main.command()
+@click.argument("recipe", required=False, type=click.Path(dir_okay=False))
+@click.argument("overrides", nargs=-1)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def plan(recipe: str | None, overrides: tuple[str, ...], as_json: bool) -> None:
+    """Show what RECIPE trains, per component (no RECIPE: the embedded tiny default).
+
+    OVERRIDES are KEY=VALUE pairs such as freeze.lora.r=16 or 'freeze.train=[projector]'.
+    """
+    from adaptkit.plan import plan as run_plan
+    from adaptkit.recipe import Recipe
+
+    if recipe and "=" in recipe and not recipe.endswith((".yaml", ".yml")):
+        overrides, recipe = (recipe, *overrides), None
+    report = run_plan(Recipe.load(recipe, overrides))
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        from rich.console import Console
+
+        Console().print(report.table())
+
+
+if __name__ == "__main__":
+    main()

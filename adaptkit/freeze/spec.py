@@ -1,0 +1,233 @@
+"""The freezing spec: what trains, parsed from one mapping (YAML, CLI overrides or Python).
+
+Grammar (everything not named stays frozen)::
+
+    freeze:
+      add_tokens:                        # optional: new tokens for the tokenizer and the model
+        tokens: ["<|spk_0|>", "<|spk_1|>"]
+        init: mean                       # mean | description | random
+        descriptions: {"<|spk_0|>": "first speaker"}   # for init: description
+      train:
+        - projector                      # a component path: encoder, projector, llm, embeddings,
+        - llm.mlp                        #   lm_head, with dotted sub-paths (llm.attention, ...)
+        - "re:audio_tower\\.ln_post\\."    # a regex searched in parameter names
+        - "*.norm.weight"                # a glob matched against parameter names
+        - tokens: ["<|spk_0|>", "<|spk_1|>"]   # only these rows of embeddings (and lm_head)
+      lora:                              # optional: LoRA through peft, LLM modules only
+        target: llm.attention            # a component path, or "re:<regex>" on module names
+        r: 8
+        alpha: 16
+      components:                        # optional: a user map for a custom stack
+        encoder: audio_encoder
+        projector: [audio_encoder.proj]
+        llm: decoder.model
+        embeddings: decoder.model.embed_tokens
+        lm_head: decoder.lm_head
+
+`add_tokens` also accepts a plain list (init: mean), and `tokens: added` in `train` means every
+token of `add_tokens`.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field, fields
+from typing import Any, Mapping
+
+from adaptkit.errors import AdaptkitError
+
+COMPONENTS = ("encoder", "projector", "llm", "embeddings", "lm_head")
+TOKEN_INITS = ("mean", "description", "random")
+
+
+@dataclass
+class AddTokens:
+    """New tokens to add to the tokenizer and initialise in the embedding (and lm_head) rows."""
+
+    tokens: list[str] = field(default_factory=list)
+    """The new tokens, e.g. ["<|spk_0|>", "<|spk_1|>"]; ones already in the vocabulary are kept as they are."""
+    init: str = "mean"
+    """How new rows start: `mean` of the existing rows, `description` (mean embedding of a text
+    per token, from `descriptions`), or `random` (normal with the existing rows' std)."""
+    descriptions: dict[str, str] = field(default_factory=dict)
+    """Token -> text whose mean embedding initialises that token's row (init: description)."""
+
+
+@dataclass
+class TokenRule:
+    """Train only the embedding rows (and the lm_head rows, when untied) of these tokens."""
+
+    tokens: list[str]
+    """Tokens to train; the string `added` means every token of `add_tokens`."""
+
+
+@dataclass
+class PathRule:
+    """Train every parameter of a component path, a regex (`re:`) or a glob on parameter names."""
+
+    pattern: str
+    """`projector`, `llm.attention`, `encoder.layers.0`, `re:<regex>` or a glob such as `*.norm.*`."""
+
+
+@dataclass
+class LoraSpec:
+    """LoRA through peft on chosen Linear modules of the LLM (never of the encoder)."""
+
+    target: str = "llm.attention"
+    """A component path (`llm`, `llm.attention`, `llm.mlp`) or `re:<regex>` on module names."""
+    r: int = 8
+    """Rank of the low-rank update."""
+    alpha: float = 16.0
+    """Scaling numerator: the update is scaled by alpha / r."""
+    dropout: float = 0.0
+    """Dropout on the LoRA input during training."""
+    within: str = "llm"
+    """The component LoRA must stay inside; a target that reaches outside it is an error."""
+
+
+@dataclass
+class FreezeSpec:
+    """What trains. Everything the spec does not name stays frozen."""
+
+    train: list[TokenRule | PathRule] = field(default_factory=list)
+    """Rules that mark parameters (or token rows) trainable."""
+    lora: LoraSpec | None = None
+    """Optional LoRA on LLM modules."""
+    add_tokens: AddTokens | None = None
+    """Optional new tokens to add before training."""
+    components: dict[str, str | list[str]] = field(default_factory=dict)
+    """Optional user map of component -> module path(s), overriding the architecture's map."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The mapping this spec parses from (round-trips through `parse_spec`)."""
+        out: dict[str, Any] = {"train": [{"tokens": r.tokens} if isinstance(r, TokenRule) else r.pattern for r in self.train]}
+        if self.lora:
+            out["lora"] = {f.name: getattr(self.lora, f.name) for f in fields(LoraSpec)}
+        if self.add_tokens:
+            out["add_tokens"] = {f.name: getattr(self.add_tokens, f.name) for f in fields(AddTokens)}
+        if self.components:
+            out["components"] = dict(self.components)
+        return out
+
+    def token_rows(self) -> list[str]:
+        """Every token whose rows the `train` rules ask for, in order, `added` expanded."""
+        out: list[str] = []
+        for rule in self.train:
+            if isinstance(rule, TokenRule):
+                for tok in rule.tokens:
+                    names = self.add_tokens.tokens if tok == "added" and self.add_tokens else [tok]
+                    out += [t for t in names if t not in out]
+        return out
+
+
+def closest(name: str, candidates, n: int = 3) -> str:
+    """A ' (closest: a, b)' hint for an unknown name, or '' when nothing is close."""
+    near = difflib.get_close_matches(str(name), [str(c) for c in candidates], n=n, cutoff=0.5)
+    return f" (closest: {', '.join(near)})" if near else ""
+
+
+def _check_keys(data: Mapping, allowed, where: str) -> None:
+    if not isinstance(data, Mapping):
+        raise AdaptkitError(f"{where}: expected a mapping, got {type(data).__name__}")
+    for key in data:
+        if key not in allowed:
+            raise AdaptkitError(f"{where}.{key}: unknown key{closest(key, allowed) or ''}; allowed: {', '.join(allowed)}")
+
+
+def _typed(value: Any, kind: type | tuple, where: str, name: str) -> Any:
+    ok = isinstance(value, kind) and not (isinstance(value, bool) and kind in (int, float, (int, float)))
+    if not ok:
+        expected = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+        raise AdaptkitError(f"{where}: expected {expected}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _str_list(value: Any, where: str) -> list[str]:
+    if isinstance(value, str):
+        value = [value]
+    _typed(value, list, where, "list")
+    for i, item in enumerate(value):
+        _typed(item, str, f"{where}[{i}]", "str")
+    return list(value)
+
+
+def _parse_rule(item: Any, where: str) -> TokenRule | PathRule:
+    if isinstance(item, str):
+        head = item.split(".")[0]
+        if not item.startswith("re:") and not any(c in item for c in "*?[") and head not in COMPONENTS:
+            raise AdaptkitError(
+                f"{where}: unknown component {head!r}{closest(head, COMPONENTS)}; use one of {', '.join(COMPONENTS)}, "
+                "a 're:<regex>' or a glob on parameter names"
+            )
+        return PathRule(item)
+    if isinstance(item, Mapping):
+        _check_keys(item, ("tokens",), where)
+        return TokenRule(_str_list(item["tokens"], f"{where}.tokens"))
+    raise AdaptkitError(f"{where}: expected a component name or {{tokens: [...]}}, got {type(item).__name__} {item!r}")
+
+
+def _parse_lora(data: Any, where: str) -> LoraSpec:
+    if isinstance(data, str):
+        data = {"target": data}
+    _check_keys(data, [f.name for f in fields(LoraSpec)], where)
+    lora = LoraSpec(
+        target=_typed(data.get("target", "llm.attention"), str, f"{where}.target", "str"),
+        r=_typed(data.get("r", 8), int, f"{where}.r", "int"),
+        alpha=float(_typed(data.get("alpha", 16.0), (int, float), f"{where}.alpha", "number")),
+        dropout=float(_typed(data.get("dropout", 0.0), (int, float), f"{where}.dropout", "number")),
+        within=_typed(data.get("within", "llm"), str, f"{where}.within", "str"),
+    )
+    if lora.r <= 0:
+        raise AdaptkitError(f"{where}.r: must be a positive integer, got {lora.r}")
+    if not 0.0 <= lora.dropout < 1.0:
+        raise AdaptkitError(f"{where}.dropout: must be in [0, 1), got {lora.dropout}")
+    if lora.within not in COMPONENTS:
+        raise AdaptkitError(f"{where}.within: unknown component {lora.within!r}{closest(lora.within, COMPONENTS)}")
+    return lora
+
+
+def _parse_add_tokens(data: Any, where: str) -> AddTokens:
+    if isinstance(data, (list, str)):
+        data = {"tokens": data}
+    _check_keys(data, [f.name for f in fields(AddTokens)], where)
+    add = AddTokens(
+        tokens=_str_list(data.get("tokens", []), f"{where}.tokens"),
+        init=_typed(data.get("init", "mean"), str, f"{where}.init", "str"),
+        descriptions=dict(_typed(data.get("descriptions", {}), Mapping, f"{where}.descriptions", "mapping")),
+    )
+    if add.init not in TOKEN_INITS:
+        raise AdaptkitError(f"{where}.init: unknown init {add.init!r}{closest(add.init, TOKEN_INITS)}; use one of {', '.join(TOKEN_INITS)}")
+    if add.init == "description":
+        missing = [t for t in add.tokens if not str(add.descriptions.get(t, "")).strip()]
+        if missing:
+            raise AdaptkitError(f"{where}.descriptions: init 'description' needs a text for {', '.join(missing)}")
+    return add
+
+
+def _parse_components(data: Any, where: str) -> dict[str, str | list[str]]:
+    _check_keys(data, COMPONENTS, where)
+    return {k: (v if isinstance(v, str) else _str_list(v, f"{where}.{k}")) for k, v in data.items()}
+
+
+def parse_spec(data: FreezeSpec | Mapping | None, where: str = "freeze") -> FreezeSpec:
+    """Parse and validate a spec mapping; errors name the key, e.g. `freeze.lora.r`."""
+    if isinstance(data, FreezeSpec):
+        return data
+    if data is None:
+        data = {}
+    _check_keys(data, ("train", "lora", "add_tokens", "components"), where)
+    train = data.get("train") or []
+    if isinstance(train, (str, Mapping)):
+        train = [train]
+    _typed(train, list, f"{where}.train", "list")
+    spec = FreezeSpec(
+        train=[_parse_rule(item, f"{where}.train[{i}]") for i, item in enumerate(train)],
+        lora=_parse_lora(data["lora"], f"{where}.lora") if data.get("lora") is not None else None,
+        add_tokens=_parse_add_tokens(data["add_tokens"], f"{where}.add_tokens") if data.get("add_tokens") is not None else None,
+        components=_parse_components(data["components"], f"{where}.components") if data.get("components") else {},
+    )
+    if "added" in [t for r in spec.train if isinstance(r, TokenRule) for t in r.tokens] and not spec.add_tokens:
+        raise AdaptkitError(f"{where}.train: 'tokens: added' needs an add_tokens section")
+    if not spec.train and not spec.lora:
+        raise AdaptkitError(f"{where}: nothing to train; add rules under {where}.train or a {where}.lora section")
+    return spec

@@ -1,0 +1,14 @@
+"""`adaptkit plan`: build the recipe's model, apply its freezing spec, report what trains."""
+
+from __future__ import annotations
+
+from adaptkit.freeze import Report, apply
+from adaptkit.models import load
+from adaptkit.recipe import Recipe
+
+
+def plan(recipe: Recipe) -> Report:
+    """Build the model of `recipe`, apply its spec, and return the report (nothing trains)."""
+    _, model, tokenizer = load(recipe.model)
+    _, report = apply(model, recipe.freeze, tokenizer=tokenizer)
+    return report
