@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from adaptkit.freeze import Report, apply
 from adaptkit.models import load
-from adaptkit.recipe import Recipe
+from adaptkit.recipe import Recipe, blame
 
 
 def plan(recipe: Recipe) -> Report:
     """Build the model of `recipe`, apply its spec, and return the report (nothing trains)."""
-    _, model, tokenizer = load(recipe.model)
-    _, report = apply(model, recipe.freeze, tokenizer=tokenizer)
+    with blame(recipe.source):
+        _, model, tokenizer = load(recipe.model)
+        _, report = apply(model, recipe.freeze, tokenizer=tokenizer)
     return report

@@ -10,10 +10,11 @@ command line (`freeze.lora.r=16`) are applied before validation, their values pa
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import yaml
 
@@ -68,10 +69,19 @@ class Recipe:
                 raise AdaptkitError(f"{source}: unknown key {key!r}{closest(key, allowed)}; allowed: {', '.join(allowed)}")
         if "model" not in data:
             raise AdaptkitError(f"{source}: missing section 'model'")
-        try:
+        with blame(source):
             return cls(model=_model_section(data["model"]), freeze=parse_spec(data.get("freeze"), "freeze"), source=source, raw=data)
-        except AdaptkitError as err:
-            raise AdaptkitError(f"{source}: {err}") from None
+
+
+@contextmanager
+def blame(source: str) -> Iterator[None]:
+    """Prefix any user error raised inside with the recipe's file name."""
+    try:
+        yield
+    except AdaptkitError as err:
+        if str(err).startswith(f"{source}"):
+            raise
+        raise AdaptkitError(f"{source}: {err}") from None
 
 
 def _read_yaml(path: str | Path | None) -> dict[str, Any]:

@@ -188,7 +188,7 @@ def resolve_modules(model: nn.Module, path: str, cmap: ComponentMap, where: str)
         hits = [n for n, r in relative.items() if r == rest or r.endswith("." + rest)]
         hits = [n for n in hits if not any(_under(n, h) and n != h for h in hits)]
     if not hits:
-        leaves = sorted({r.split(".")[-1] for r in relative.values()} | {r for r in relative.values() if r.count(".") < 2})
+        leaves = sorted(set(ALIASES) | {r.split(".")[-1] for r in relative.values()} | {r for r in relative.values() if r.count(".") < 2})
         raise AdaptkitError(f"{where}: {path!r} matches no module inside {component}{closest(rest, leaves) or ''}")
     return hits
 
