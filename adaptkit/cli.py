@@ -53,5 +53,13 @@ def plan(recipe: str | None, overrides: tuple[str, ...], as_json: bool) -> None:
         Console().print(report.table())
 
 
+def _register() -> None:
+    from adaptkit.synth.cli import synth
+
+    main.add_command(synth)
+
+
+_register()
+
 if __name__ == "__main__":
     main()

@@ -1,0 +1,86 @@
+"""The three JSONL task manifests, and atomic file writes.
+
+- speaker_asr.jsonl: {"audio", "text": "<|spk_0|> ... <|spk_1|> ...", "language", "id", "duration"},
+  one line per conversation (the Qwen3-ASR fine-tuning fields `audio` and `text`).
+- turn_tags.jsonl: {"audio", "start", "end", "label", "text", "language", "id"}, one line per unit:
+  the audio from `start` to the unit's end (seconds in the conversation WAV) and its label.
+- turn_end.jsonl: {"messages": [{"role", "content"}], "ended", "language", "id"}: the call as text
+  up to a point; the last message (role `user`) is judged: ended at a turn end, not ended when
+  cut at a within-turn Pause.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from adaptkit.synth.conversation import Conversation
+from adaptkit.synth.labels import seconds, transcript
+from adaptkit.synth.templates import SCRIPTS
+from adaptkit.synth.voices import SR
+
+
+def atomic_write(path: Path, data: bytes | str) -> None:
+    """Write to a temporary file in the same folder, then rename it over `path`."""
+    data = data.encode() if isinstance(data, str) else data
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def wav_bytes(x: np.ndarray) -> bytes:
+    """16-bit PCM WAV at 16 kHz; `x` is (samples,) or (samples, channels)."""
+    buf = io.BytesIO()
+    sf.write(buf, x, SR, format="WAV", subtype="PCM_16")
+    return buf.getvalue()
+
+
+def jsonl(rows: list[dict]) -> str:
+    """One JSON object a line, UTF-8 kept as is."""
+    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+
+
+def speaker_asr_row(conv: Conversation, file_id: str) -> dict:
+    """Speaker-attributed transcription of a whole conversation."""
+    return {"audio": f"{file_id}.wav", "text": transcript(conv), "language": conv.lang, "id": file_id, "duration": seconds(conv.length)}
+
+
+def turn_tag_rows(conv: Conversation, file_id: str, context: float) -> list[dict]:
+    """One sample per unit: audio up to the unit's end (from `context` seconds before it) and its label."""
+    rows = []
+    for k, u in enumerate(conv.units):
+        start = max(0, u.end - int(1000 * context)) if context > 0 else 0
+        rows.append({"audio": f"{file_id}.wav", "start": seconds(start), "end": seconds(u.end), "label": u.label, "text": u.text, "language": conv.lang, "id": f"{file_id}_u{k:03d}"})
+    return rows
+
+
+def turn_end_rows(conv: Conversation, file_id: str) -> list[dict]:
+    """One sample per unit boundary of the floor holder; backchannels are left out of the text."""
+    sep = " " if SCRIPTS[conv.lang].spaced else ""
+    turns: dict[int, list] = {}
+    for u in conv.units:
+        if u.label != "backchannel":
+            turns.setdefault(u.turn, []).append(u)
+    history: list[tuple[int, str]] = []
+    rows = []
+    for units in turns.values():
+        speaker = units[0].speaker
+        for j, u in enumerate(units):
+            messages = [{"role": "user" if s == speaker else "assistant", "content": c} for s, c in history]
+            messages.append({"role": "user", "content": sep.join(x.text for x in units[: j + 1])})
+            rows.append({"messages": messages, "ended": u.label == "complete", "language": conv.lang, "id": f"{file_id}_e{len(rows):03d}"})
+        history.append((speaker, sep.join(x.text for x in units)))
+    return rows

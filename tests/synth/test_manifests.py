@@ -1,0 +1,71 @@
+"""Schema of the three task manifests (what the recipes' data loader will read)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import soundfile as sf
+
+SPLITS = ("train", "test_id", "test_ood")
+LABELS = {"complete", "incomplete", "backchannel"}
+
+
+def load(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def units_of(folder: Path, conv_id: str) -> list[dict]:
+    return json.loads((folder / f"{conv_id}.json").read_text())["units"]
+
+
+def test_speaker_asr(synth_dir: Path) -> None:
+    for split in SPLITS:
+        folder = synth_dir / split
+        rows = load(folder / "speaker_asr.jsonl")
+        assert len(rows) == len(list(folder.glob("*.json")))
+        for r in rows:
+            assert set(r) <= {"audio", "text", "language", "prompt", "id", "duration"}
+            assert {"audio", "text", "language", "id", "duration"} <= set(r)
+            info = sf.info(folder / r["audio"])  # path relative to the manifest
+            assert (info.samplerate, info.channels) == (16000, 1)
+            assert abs(info.frames / 16000 - r["duration"]) < 1e-3
+            assert r["text"].startswith("<|spk_0|> ") and "<|spk_1|> " in r["text"]
+            if r["language"] == "ja":
+                assert " " not in re.sub(r"<\|spk_\d\|> ", "", r["text"])
+
+
+def test_turn_tags(synth_dir: Path) -> None:
+    for split in SPLITS:
+        folder = synth_dir / split
+        rows = load(folder / "turn_tags.jsonl")
+        assert {r["label"] for r in rows} <= LABELS
+        for r in rows:
+            assert set(r) == {"audio", "start", "end", "label", "text", "language", "id"}
+            duration = sf.info(folder / r["audio"]).duration
+            assert 0 <= r["start"] < r["end"] <= duration
+            assert r["end"] - r["start"] <= 8.0 + 1e-9
+            conv_id = r["audio"].removesuffix(".wav")
+            assert any(u["end"] == r["end"] and u["label"] == r["label"] and u["text"] == r["text"] for u in units_of(folder, conv_id))
+        assert len({r["id"] for r in rows}) == len(rows)
+
+
+def test_turn_end(synth_dir: Path) -> None:
+    for split in SPLITS:
+        folder = synth_dir / split
+        rows = load(folder / "turn_end.jsonl")
+        assert {r["ended"] for r in rows} == {True, False} or split != "train"
+        for r in rows:
+            assert set(r) == {"messages", "ended", "language", "id"} and isinstance(r["ended"], bool)
+            assert r["messages"] and all(set(m) == {"role", "content"} and m["role"] in ("user", "assistant") and m["content"] for m in r["messages"])
+            assert r["messages"][-1]["role"] == "user"
+            roles = [m["role"] for m in r["messages"]]
+            assert all(a != b for a, b in zip(roles, roles[1:]))  # turns alternate
+        conv_ids = sorted(p.stem for p in folder.glob("*.json"))
+        for conv_id in conv_ids:
+            mine = [r for r in rows if r["id"].startswith(conv_id + "_")]
+            units = [u for u in units_of(folder, conv_id) if u["label"] != "backchannel"]
+            assert [r["ended"] for r in mine] == [u["label"] == "complete" for u in units]
+            for r, u in zip(mine, units):
+                assert r["messages"][-1]["content"].endswith(u["text"])
