@@ -53,6 +53,39 @@ def plan(recipe: str | None, overrides: tuple[str, ...], as_json: bool) -> None:
         Console().print(report.table())
 
 
+@main.command()
+@click.argument("recipe", required=False, type=click.Path(dir_okay=False))
+@click.argument("overrides", nargs=-1)
+@click.option("--resume", is_flag=True, help="Continue from the newest checkpoint in the recipe's output_dir.")
+@click.option("--force", is_flag=True, help="Delete an earlier run in output_dir and start over.")
+def train(recipe: str | None, overrides: tuple[str, ...], resume: bool, force: bool) -> None:
+    """Train RECIPE (no RECIPE: the embedded tiny default on synthetic data).
+
+    OVERRIDES are KEY=VALUE pairs such as train.lr=1e-4 train.max_steps=50.
+    """
+    import logging
+    import shutil
+
+    from adaptkit.recipe import Recipe
+    from adaptkit.train import run
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if recipe and "=" in recipe and not recipe.endswith((".yaml", ".yml")):
+        overrides, recipe = (recipe, *overrides), None
+    loaded = Recipe.load(recipe, overrides)
+    if force and not resume and loaded.output_dir and loaded.output_dir.exists():
+        for name in ("checkpoints", "adapter", "merged", "tensorboard", "metrics.jsonl", "summary.json"):
+            target = loaded.output_dir / name
+            shutil.rmtree(target, ignore_errors=True) if target.is_dir() else target.unlink(missing_ok=True)
+    summary = run(loaded, resume=resume)
+    click.echo(
+        f"trained {summary.steps} steps in {summary.seconds:.1f} s ({summary.samples_per_second:.1f} samples/s), "
+        f"{summary.trainable_parameters:,} trainable parameters, final loss {summary.final_loss:.4f}"
+        + (f", dev loss {summary.dev_loss:.4f}" if summary.dev_loss is not None else "")
+        + f"; adapter and merged checkpoint in {summary.output_dir}"
+    )
+
+
 def _register() -> None:
     from adaptkit.synth.cli import synth
 

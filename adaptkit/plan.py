@@ -10,6 +10,6 @@ from adaptkit.recipe import Recipe, blame
 def plan(recipe: Recipe) -> Report:
     """Build the model of `recipe`, apply its spec, and return the report (nothing trains)."""
     with blame(recipe.source):
-        _, model, tokenizer = load(recipe.model)
-        _, report = apply(model, recipe.freeze, tokenizer=tokenizer)
+        loaded = load(recipe.model)
+        _, report = apply(loaded.model, recipe.freeze, tokenizer=loaded.tokenizer)
     return report

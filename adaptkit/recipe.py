@@ -1,15 +1,24 @@
-"""Recipes: YAML files that name a model and a freezing spec (later issues add data and training).
+"""Recipes: YAML files that name a model, new tokens, a freezing spec, data, a task and training.
 
     model: {tiny: qwen3_asr}           # or {name: neosophie/Qwen3-ASR-1.7B-JA, arch: qwen3_asr}
-    freeze: {train: [projector, {tokens: added}], add_tokens: ["<|spk_0|>", "<|spk_1|>"]}
+    tokens: {tokens: ["<|spk_0|>", "<|spk_1|>"], init: mean}
+    freeze: {train: [projector, {tokens: added}]}
+    data: {train: data/train/speaker_asr.jsonl, dev: data/test_id/speaker_asr.jsonl}
+    task: speaker_asr
+    train: {lr: 2.0e-4, epochs: 1, batch_size: 4}
+    output_dir: runs/ja_diarization
 
 Loading validates every key: an unknown one gets a did-you-mean, a wrong type names the key and
 the expected type, a YAML syntax error names the file and line. `KEY=VALUE` overrides from the
-command line (`freeze.lora.r=16`) are applied before validation, their values parsed as YAML.
+command line (`train.lr=1e-4`) are applied before validation, their values parsed as YAML.
+Relative paths in `data` and `output_dir` resolve against the recipe's folder.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import types
+import typing
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from importlib import resources
@@ -19,9 +28,10 @@ from typing import Any, Iterable, Iterator
 import yaml
 
 from adaptkit.errors import AdaptkitError
-from adaptkit.freeze.spec import FreezeSpec, closest, parse_spec
+from adaptkit.freeze.spec import AddTokens, FreezeSpec, closest, parse_spec
 
 DEFAULT = "default"  # the embedded tiny recipe, used when no file is given
+TASKS = ("speaker_asr", "turn_tags")
 
 
 @dataclass
@@ -36,8 +46,102 @@ class ModelSection:
     """Architecture of `name`; read from its config.json when left out."""
     tied: bool = False
     """Tiny models only: tie the input embeddings and lm_head."""
+    vocab_size: int | None = None
+    """Tiny models only: rows of the embedding and lm_head (default: the tiny tokenizer plus 64)."""
+    init_std: float | None = None
+    """Tiny models only: init std of the random weights (default: the family's; Qwen3-ASR uses 0.2)."""
     dtype: str = "float32"
     """Weights dtype when loading a checkpoint: float32, bfloat16 or float16."""
+
+
+@dataclass
+class SynthSection:
+    """Make the data with `adaptkit synth` when the manifests are missing (demos, smoke tests)."""
+
+    out: str = "data"
+    """Folder for the generated data, relative to output_dir."""
+    langs: list[str] = field(default_factory=lambda: ["ja"])
+    """Languages of the conversations."""
+    n: int = 24
+    """Conversations over all splits."""
+    duration: float = 12.0
+    """Target seconds per conversation."""
+    telephone: bool = True
+    """Telephone channel for train and in-domain test (out of domain gets wideband)."""
+    seed: int = 0
+    """Seed of the generator."""
+
+
+@dataclass
+class DataSection:
+    """Where the samples come from and how they are drawn."""
+
+    train: str | None = None
+    """Training manifest (JSONL); relative paths resolve against the recipe's folder."""
+    dev: str | None = None
+    """Dev manifest scored for loss every `train.eval_every` steps (optional)."""
+    synth: SynthSection | None = None
+    """Generate the data first with adaptkit synth; train and dev are then its train and test_id splits."""
+    sample_rate: int = 16000
+    """Rate the audio is resampled to (the processor's rate)."""
+    max_audio_seconds: float = 40.0
+    """Longer audio is an error (or skipped with on_bad_sample: skip)."""
+    on_bad_sample: str = "error"
+    """`error`: stop at the first bad sample with its file and line; `skip`: drop it and report."""
+    weight_field: str | None = None
+    """Manifest field holding a sampling weight: samples are drawn with replacement in proportion to it."""
+    max_weight: float = 50.0
+    """Weights above this are clipped (with weight_field)."""
+    downsample: dict[str, Any] = field(default_factory=dict)
+    """Training split only: {label: complete, to: incomplete, ratio: 1.0} keeps ratio x count(to) of label."""
+    filters: dict[str, float] = field(default_factory=dict)
+    """Keep only samples whose field is at least this value, e.g. {tt_confidence: 0.9}; a missing field drops the sample."""
+
+
+@dataclass
+class TrainSection:
+    """Optimisation settings."""
+
+    optimizer: str = "adamw"
+    """adamw or sgd."""
+    lr: float = 2e-4
+    """Peak learning rate."""
+    weight_decay: float = 0.01
+    """Decoupled weight decay (AdamW); it only reaches parameters that train."""
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    """AdamW betas."""
+    schedule: str = "constant"
+    """constant, linear (to zero) or cosine (to min_lr_ratio x lr); all after warmup_steps."""
+    warmup_steps: int = 0
+    """Linear warm-up from zero."""
+    min_lr_ratio: float = 0.0
+    """Floor of the cosine schedule as a fraction of lr."""
+    epochs: float = 1.0
+    """Passes over the training data (ignored when max_steps is set)."""
+    max_steps: int | None = None
+    """Optimizer steps to run; overrides epochs."""
+    batch_size: int = 4
+    """Samples per optimizer step per gradient-accumulation micro-step, over all processes."""
+    grad_accum: int = 1
+    """Micro-batches accumulated per optimizer step."""
+    clip: float | None = 1.0
+    """Clip the gradient norm to this (None: no clipping)."""
+    precision: str = "no"
+    """Mixed precision through accelerate: no, bf16 or fp16."""
+    seed: int = 0
+    """Seed of sampling, initialisation and dropout."""
+    eval_every: int = 0
+    """Dev loss every N steps (0: only at the end, when data.dev is set)."""
+    save_every: int = 0
+    """Checkpoint every N steps (0: only at the end)."""
+    log_every: int = 1
+    """Log loss and learning rate every N steps."""
+    token_loss_weights: dict[str, float] = field(default_factory=dict)
+    """Loss weight per target token, e.g. {"<COMPLETE>": 5.0}; other supervised tokens weigh 1."""
+    encoder_cache: bool = True
+    """Keep encoder outputs across epochs when nothing in the encoder trains."""
+    merged: bool = True
+    """Also write a merged full checkpoint at the end."""
 
 
 @dataclass
@@ -46,6 +150,12 @@ class Recipe:
 
     model: ModelSection
     freeze: FreezeSpec
+    data: DataSection | None = None
+    task: str = "speaker_asr"
+    train: TrainSection = field(default_factory=TrainSection)
+    output_dir: Path | None = None
+    prompt: str = ""
+    language: str | None = None
     source: str = DEFAULT
     raw: dict[str, Any] = field(default_factory=dict)
 
@@ -56,21 +166,49 @@ class Recipe:
         data = _read_yaml(path)
         for item in overrides:
             _override(data, item)
-        return cls.parse(data, source)
+        base = Path(path).resolve().parent if path else Path.cwd()
+        return cls.parse(data, source, base)
 
     @classmethod
-    def parse(cls, data: Any, source: str = "<recipe>") -> "Recipe":
+    def parse(cls, data: Any, source: str = "<recipe>", base: Path | None = None) -> "Recipe":
         """Validate a recipe mapping; errors start with `source: key`."""
+        base = base or Path.cwd()
         if not isinstance(data, dict):
             raise AdaptkitError(f"{source}: a recipe is a mapping of sections, got {type(data).__name__}")
-        allowed = ("model", "freeze")
-        for key in data:
-            if key not in allowed:
-                raise AdaptkitError(f"{source}: unknown key {key!r}{closest(key, allowed)}; allowed: {', '.join(allowed)}")
-        if "model" not in data:
-            raise AdaptkitError(f"{source}: missing section 'model'")
+        allowed = ("model", "tokens", "freeze", "data", "task", "train", "output_dir", "prompt", "language")
         with blame(source):
-            return cls(model=_model_section(data["model"]), freeze=parse_spec(data.get("freeze"), "freeze"), source=source, raw=data)
+            for key in data:
+                if key not in allowed:
+                    raise AdaptkitError(f"unknown key {key!r}{closest(key, allowed)}; allowed: {', '.join(allowed)}")
+            if "model" not in data:
+                raise AdaptkitError("missing section 'model'")
+            freeze = dict(_typed(data.get("freeze") or {}, dict, "freeze"))
+            if data.get("tokens") is not None:
+                if freeze.get("add_tokens") is not None:
+                    raise AdaptkitError("tokens: give new tokens either in 'tokens' or in 'freeze.add_tokens', not both")
+                freeze["add_tokens"] = data["tokens"]
+            model = data["model"] if not isinstance(data["model"], str) else {"name": data["model"]}
+            task = _typed(data.get("task", "speaker_asr"), str, "task")
+            if task not in TASKS:
+                raise AdaptkitError(f"task: unknown task {task!r}{closest(task, TASKS)}; supported: {', '.join(TASKS)}")
+            recipe = cls(
+                model=from_dict(ModelSection, model, "model"),
+                freeze=parse_spec(freeze, "freeze"),
+                data=from_dict(DataSection, data["data"], "data") if data.get("data") is not None else None,
+                task=task,
+                train=from_dict(TrainSection, data.get("train") or {}, "train"),
+                output_dir=(base / _typed(data["output_dir"], str, "output_dir")) if data.get("output_dir") else None,
+                prompt=_typed(data.get("prompt", ""), str, "prompt"),
+                language=_typed(data["language"], str, "language") if data.get("language") else None,
+                source=source, raw=data,
+            )
+            _check(recipe, base)
+        return recipe
+
+    @property
+    def new_tokens(self) -> AddTokens | None:
+        """The tokens this recipe adds (from `tokens` or `freeze.add_tokens`)."""
+        return self.freeze.add_tokens
 
 
 @contextmanager
@@ -82,6 +220,99 @@ def blame(source: str) -> Iterator[None]:
         if str(err).startswith(f"{source}"):
             raise
         raise AdaptkitError(f"{source}: {err}") from None
+
+
+def _check(recipe: Recipe, base: Path) -> None:
+    m, t, d = recipe.model, recipe.train, recipe.data
+    if bool(m.tiny) == bool(m.name):
+        raise AdaptkitError("model: give exactly one of 'tiny' (an architecture) or 'name' (hub id or path)")
+    if m.dtype not in ("float32", "bfloat16", "float16"):
+        raise AdaptkitError(f"model.dtype: unknown dtype {m.dtype!r}; use float32, bfloat16 or float16")
+    for key, allowed in (("optimizer", ("adamw", "sgd")), ("schedule", ("constant", "linear", "cosine")), ("precision", ("no", "bf16", "fp16"))):
+        value = getattr(t, key)
+        if value not in allowed:
+            raise AdaptkitError(f"train.{key}: unknown value {value!r}{closest(value, allowed)}; use one of {', '.join(allowed)}")
+    for key in ("lr", "batch_size", "grad_accum", "epochs"):
+        if getattr(t, key) <= 0:
+            raise AdaptkitError(f"train.{key}: must be positive, got {getattr(t, key)}")
+    if t.max_steps is not None and t.max_steps <= 0:
+        raise AdaptkitError(f"train.max_steps: must be positive, got {t.max_steps}")
+    if len(t.betas) != 2:
+        raise AdaptkitError(f"train.betas: expected two numbers, got {t.betas}")
+    if d is not None:
+        if d.on_bad_sample not in ("error", "skip"):
+            raise AdaptkitError(f"data.on_bad_sample: use 'error' or 'skip', got {d.on_bad_sample!r}")
+        if d.downsample and set(d.downsample) - {"label", "to", "ratio"} | ({"label", "to"} - set(d.downsample)):
+            raise AdaptkitError(f"data.downsample: expected {{label, to, ratio}}, got {d.downsample}")
+        if d.synth and (d.train or d.dev):
+            raise AdaptkitError("data: with data.synth the manifests are generated; drop data.train and data.dev")
+        for key in ("train", "dev"):
+            if getattr(d, key):
+                setattr(d, key, str(base / getattr(d, key)))
+        if not d.train and not d.synth:
+            raise AdaptkitError("data.train: a training manifest is required (or data.synth to generate one)")
+
+
+def _type_name(kind: Any) -> str:
+    origin = typing.get_origin(kind)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(kind) if a is not type(None))
+    if origin is not None:
+        return origin.__name__
+    return {float: "number"}.get(kind, getattr(kind, "__name__", str(kind)))
+
+
+def _coerce(value: Any, kind: Any, where: str) -> Any:
+    origin = typing.get_origin(kind)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(kind)
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, where)
+            except AdaptkitError:
+                pass
+        raise AdaptkitError(f"{where}: expected {_type_name(kind)}, got {type(value).__name__} {value!r}")
+    if dataclasses.is_dataclass(kind):
+        return from_dict(kind, value, where)
+    if origin is list:
+        (item,) = typing.get_args(kind)
+        value = [value] if isinstance(value, (str, int, float)) and item in (str, float) else value
+        _typed(value, list, where)
+        return [_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        _, item = typing.get_args(kind)
+        _typed(value, dict, where)
+        return {k: (v if item is Any else _coerce(v, item, f"{where}.{k}")) for k, v in value.items()}
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind is Any:
+        return value
+    return _typed(value, kind, where)
+
+
+def _typed(value: Any, kind: type, where: str) -> Any:
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind in (int, float)):
+        raise AdaptkitError(f"{where}: expected {_type_name(kind)}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def from_dict(cls: type, data: Any, where: str) -> Any:
+    """Build dataclass `cls` from a mapping: unknown keys get a did-you-mean, types are checked."""
+    if isinstance(data, cls):
+        return data
+    _typed(data, dict, where)
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in fields(cls)]
+    kwargs = {}
+    for key, value in data.items():
+        if key not in names:
+            raise AdaptkitError(f"{where}.{key}: unknown key{closest(key, names)}; allowed: {', '.join(names)}")
+        kwargs[key] = _coerce(value, hints[key], f"{where}.{key}")
+    return cls(**kwargs)
 
 
 def _read_yaml(path: str | Path | None) -> dict[str, Any]:
@@ -105,7 +336,7 @@ def _read_yaml(path: str | Path | None) -> dict[str, Any]:
 def _override(data: dict[str, Any], item: str) -> None:
     key, sep, value = item.partition("=")
     if not sep or not key:
-        raise AdaptkitError(f"override {item!r}: expected KEY=VALUE, e.g. freeze.lora.r=16")
+        raise AdaptkitError(f"override {item!r}: expected KEY=VALUE, e.g. train.lr=1e-4")
     try:
         parsed = yaml.safe_load(value)
     except yaml.YAMLError:
@@ -117,23 +348,3 @@ def _override(data: dict[str, Any], item: str) -> None:
             raise AdaptkitError(f"override {item!r}: {part} is not a section")
         node = node.setdefault(part, {})
     node[parts[-1]] = parsed
-
-
-def _model_section(data: Any) -> ModelSection:
-    if isinstance(data, str):
-        data = {"name": data}
-    if not isinstance(data, dict):
-        raise AdaptkitError(f"model: expected a mapping, got {type(data).__name__}")
-    names = [f.name for f in fields(ModelSection)]
-    for key, value in data.items():
-        if key not in names:
-            raise AdaptkitError(f"model.{key}: unknown key{closest(key, names)}; allowed: {', '.join(names)}")
-        kind = bool if key == "tied" else str
-        if not isinstance(value, kind):
-            raise AdaptkitError(f"model.{key}: expected {kind.__name__}, got {type(value).__name__} {value!r}")
-    section = ModelSection(**data)
-    if bool(section.tiny) == bool(section.name):
-        raise AdaptkitError("model: give exactly one of 'tiny' (an architecture) or 'name' (hub id or path)")
-    if section.dtype not in ("float32", "bfloat16", "float16"):
-        raise AdaptkitError(f"model.dtype: unknown dtype {section.dtype!r}; use float32, bfloat16 or float16")
-    return section

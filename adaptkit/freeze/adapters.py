@@ -104,15 +104,16 @@ def merge(model: nn.Module) -> nn.Module:
     return model
 
 
-def save_merged(model: nn.Module, out_dir: str | Path, tokenizer=None) -> Path:
+def save_merged(model: nn.Module, out_dir: str | Path, *extras) -> Path:
     """Merge in place and write a checkpoint that loads with the class's own `from_pretrained`.
 
-    `tokenizer` may be a tokenizer or a processor: whatever has `save_pretrained` and holds the
-    new tokens, so the checkpoint loads directly, with no adapter step.
+    `extras` are a tokenizer, feature extractor or processor (anything with `save_pretrained`):
+    the tokenizer holds the new tokens, so the checkpoint loads directly, with no adapter step.
     """
     merge(model)
     with atomic_dir(out_dir) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
-        if tokenizer is not None:
-            tokenizer.save_pretrained(tmp)
+        for extra in extras:
+            if extra is not None:
+                extra.save_pretrained(tmp)
     return Path(out_dir)

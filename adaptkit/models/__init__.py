@@ -10,6 +10,7 @@ Every family module offers the same three functions:
 from __future__ import annotations
 
 import importlib
+from dataclasses import dataclass
 from types import ModuleType
 
 import torch
@@ -33,12 +34,17 @@ def family(arch: str) -> ModuleType:
     return importlib.import_module(FAMILIES[arch])
 
 
-def build_tiny(arch: str, *, tied: bool = False, seed: int = 0):
-    """Build a tiny random model of `arch` and its tokenizer, offline. Returns (model, tokenizer)."""
+def build_tiny(arch: str, *, tied: bool = False, seed: int = 0, vocab_size: int | None = None, init_std: float | None = None):
+    """Build a tiny random model of `arch` and its tokenizer, offline. Returns (model, tokenizer).
+
+    `vocab_size` sets the rows of the embedding and lm_head (default: the tokenizer plus 64 spare
+    rows); a real-size vocabulary (151,936) makes the output layer cost what it costs on Qwen3.
+    `init_std` sets the weights' init std (default: the family's choice).
+    """
     from adaptkit.models.tokenizer import tiny_tokenizer
 
     tokenizer = tiny_tokenizer()
-    model = family(arch).build_tiny(arch, tokenizer, tied=tied, seed=seed)
+    model = family(arch).build_tiny(arch, tokenizer, tied=tied, seed=seed, vocab_size=vocab_size, init_std=init_std)
     return model, tokenizer
 
 
@@ -60,16 +66,35 @@ def _arch_of(name: str) -> str:
     return MODEL_TYPES[model_type]
 
 
-def load(section) -> tuple[str, nn.Module, object]:
-    """Build what a recipe's `model` section names. Returns (arch, model, tokenizer)."""
+@dataclass
+class Loaded:
+    """A model with what reads its inputs, as one recipe's `model` section builds it."""
+
+    arch: str
+    model: nn.Module
+    tokenizer: object
+    feature_extractor: object | None
+    processor: object | None = None
+    """The checkpoint's processor, when it has one (saved with a merged checkpoint)."""
+
+    def save_pretrained_objects(self) -> list:
+        """What a merged checkpoint must carry beside the weights so it loads directly."""
+        if self.processor is not None:
+            return [self.processor]
+        return [x for x in (self.tokenizer, self.feature_extractor) if x is not None]
+
+
+def load(section) -> Loaded:
+    """Build what a recipe's `model` section names."""
     if section.tiny:
-        model, tokenizer = build_tiny(section.tiny, tied=section.tied)
-        return section.tiny, model, tokenizer
+        model, tokenizer = build_tiny(section.tiny, tied=section.tied, vocab_size=section.vocab_size, init_std=section.init_std)
+        fe = getattr(family(section.tiny), "tiny_feature_extractor", lambda: None)()
+        return Loaded(section.tiny, model, tokenizer, fe)
     arch = section.arch or _arch_of(section.name)
     dtype = getattr(torch, section.dtype)
     try:
-        model, tokenizer = family(arch).load_pretrained(arch, section.name, dtype)
+        model, tokenizer, fe, processor = family(arch).load_pretrained(arch, section.name, dtype)
     except OSError as err:  # not found locally and no hub (offline), or unreadable files
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise AdaptkitError(f"model.name: cannot load {section.name!r}: {first}")
-    return arch, model, tokenizer
+    return Loaded(arch, model, tokenizer, fe, processor)

@@ -32,10 +32,10 @@ AUDIO_TOKEN = "<|audio_pad|>"
 MEL_BINS = 16  # tiny mel front end for all three encoders
 
 
-def _text_config(tokenizer, tied: bool) -> dict:
+def _text_config(tokenizer, tied: bool, vocab_size: int | None = None) -> dict:
     """A two-layer decoder; vocab leaves 64 spare rows like real checkpoints."""
     return {
-        "vocab_size": len(tokenizer) + 64,
+        "vocab_size": vocab_size or len(tokenizer) + 64,
         "hidden_size": 64,
         "intermediate_size": 128,
         "num_hidden_layers": 2,
@@ -50,9 +50,9 @@ def _text_config(tokenizer, tied: bool) -> dict:
     }
 
 
-def _config(arch: str, tokenizer, tied: bool):
+def _config(arch: str, tokenizer, tied: bool, vocab_size: int | None = None):
     """The real config class of `arch`, shrunk to a tiny size."""
-    text = _text_config(tokenizer, tied)
+    text = _text_config(tokenizer, tied, vocab_size)
     common = {
         "tie_word_embeddings": tied,
         "pad_token_id": tokenizer.pad_token_id,
@@ -86,9 +86,13 @@ def _config(arch: str, tokenizer, tied: bool):
     raise AdaptkitError(f"hf_speech does not cover {arch!r}; it covers qwen2_audio, voxtral, granite_speech")
 
 
-def build_tiny(arch: str, tokenizer, tied: bool = False, seed: int = 0) -> nn.Module:
+def build_tiny(arch: str, tokenizer, tied: bool = False, seed: int = 0, vocab_size: int | None = None,
+               init_std: float | None = None) -> nn.Module:
     """Build a tiny random float32 model of `arch` whose embeddings are tied or not, as asked."""
-    config = _config(arch, tokenizer, tied)
+    config = _config(arch, tokenizer, tied, vocab_size)
+    if init_std:
+        for cfg in (config, config.get_text_config()):
+            cfg.initializer_range = init_std
     torch.manual_seed(seed)
     model = _CLASSES[arch](config).float()
     same = model.get_input_embeddings().weight is model.get_output_embeddings().weight
@@ -173,11 +177,12 @@ def example_batch(
 
 
 def load_pretrained(arch: str, name: str, dtype: torch.dtype = torch.float32):
-    """Load a checkpoint of `arch` (hub id or folder) and its tokenizer. Returns (model, tokenizer)."""
-    from transformers import AutoTokenizer
+    """Load a checkpoint of `arch` (hub id or folder). Returns (model, tokenizer, feature extractor, processor)."""
+    from transformers import AutoProcessor
 
     model = _CLASSES[arch].from_pretrained(name, dtype=dtype)
-    return model, AutoTokenizer.from_pretrained(name)
+    processor = AutoProcessor.from_pretrained(name)
+    return model, processor.tokenizer, processor.feature_extractor, processor
 
 
 def forward(model: nn.Module, batch: dict[str, torch.Tensor]):

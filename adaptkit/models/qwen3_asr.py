@@ -15,6 +15,7 @@ from adaptkit.errors import AdaptkitError
 ARCH = "qwen3_asr"
 AUDIO_TOKEN = "<|audio_pad|>"
 N_MELS = 128
+INIT_STD = 0.2
 
 
 def _classes():
@@ -39,11 +40,68 @@ def _classes():
 
 
 def load_pretrained(arch: str, name: str, dtype: torch.dtype = torch.float32):
-    """Load a Qwen3-ASR checkpoint (hub id or folder) and its tokenizer. Returns (model, tokenizer)."""
+    """Load a Qwen3-ASR checkpoint (hub id or folder). Returns (model, tokenizer, feature extractor, processor)."""
     _, model_cls, processor_cls = _classes()
     model = model_cls.from_pretrained(name, dtype=dtype)
     processor = processor_cls.from_pretrained(name)
-    return model, processor.tokenizer
+    return model, processor.tokenizer, processor.feature_extractor, processor
+
+
+def tiny_feature_extractor():
+    """The Whisper-style log-mel front end Qwen3-ASR uses (128 bins, 16 kHz), built offline."""
+    from transformers import WhisperFeatureExtractor
+
+    return WhisperFeatureExtractor(feature_size=N_MELS, sampling_rate=16000)
+
+
+def features(feature_extractor, wave) -> torch.Tensor:
+    """Log-mel features (n_mels, frames) of one mono 16 kHz waveform, unpadded."""
+    out = feature_extractor(wave, sampling_rate=feature_extractor.sampling_rate, return_attention_mask=True,
+                            padding="longest", truncation=False, return_tensors="pt")
+    return out["input_features"][0, :, : int(out["attention_mask"][0].sum())]
+
+
+def prompt_ids(tokenizer, n_audio: int, system: str = "") -> list[int]:
+    """Token ids of the chat prompt: system context, user turn holding `n_audio` placeholders, assistant start."""
+    text = (f"<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n<|audio_start|>" + AUDIO_TOKEN * n_audio
+            + "<|audio_end|><|im_end|>\n<|im_start|>assistant\n")
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def encode_audio(model: nn.Module, input_features: torch.Tensor, feature_attention_mask: torch.Tensor) -> list[torch.Tensor]:
+    """Audio-tower outputs just before the projector, one (tokens, d_model) tensor per sample.
+
+    Captured with a hook on the projector's first layer while the tower runs its own code, so
+    nothing of the encoder is re-implemented; the caller decides whether autograd is on.
+    """
+    captured: list[torch.Tensor] = []
+    hook = model.thinker.audio_tower.proj1.register_forward_pre_hook(lambda _m, args: captured.append(args[0]))
+    try:
+        model.thinker.get_audio_features(input_features, feature_attention_mask=feature_attention_mask)
+    finally:
+        hook.remove()
+    return captured
+
+
+def project(model: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
+    """The projector (proj1 -> GELU -> proj2) on pre-projector audio states."""
+    tower = model.thinker.audio_tower
+    return tower.proj2(tower.act(tower.proj1(hidden)))
+
+
+def llm_hidden(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, audio_embeds: torch.Tensor) -> torch.Tensor:
+    """Last hidden states of the LLM with the audio embeddings placed at the placeholders."""
+    thinker = model.thinker
+    embeds = thinker.get_input_embeddings()(input_ids)
+    mask = (input_ids == thinker.config.audio_token_id).unsqueeze(-1).expand_as(embeds)
+    embeds = embeds.masked_scatter(mask, audio_embeds.to(embeds.dtype))
+    position_ids, _ = thinker.get_rope_index(attention_mask)
+    return thinker.model(inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids, use_cache=False).last_hidden_state
+
+
+def output_layer(model: nn.Module) -> nn.Module:
+    """The lm_head (possibly wrapped by peft)."""
+    return model.thinker.lm_head
 
 
 def audio_token_count(num_frames: int) -> int:
@@ -53,10 +111,11 @@ def audio_token_count(num_frames: int) -> int:
     return int(_get_feat_extract_output_lengths(torch.tensor(num_frames)))
 
 
-def build_tiny(arch: str, tokenizer, tied: bool = False, seed: int = 0) -> nn.Module:
+def build_tiny(arch: str, tokenizer, tied: bool = False, seed: int = 0, vocab_size: int | None = None,
+               init_std: float | None = None) -> nn.Module:
     """A tiny random Qwen3-ASR (audio d_model 64 x 2 layers, LLM hidden 128 x 2 layers)."""
     config_cls, model_cls, _ = _classes()
-    vocab = len(tokenizer) + 64  # spare rows, like the real checkpoints
+    vocab = vocab_size or len(tokenizer) + 64  # spare rows, like the real checkpoints
     text = dict(
         vocab_size=vocab, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
         num_attention_heads=4, num_key_value_heads=2, head_dim=32, max_position_embeddings=2048,
@@ -72,7 +131,11 @@ def build_tiny(arch: str, tokenizer, tied: bool = False, seed: int = 0) -> nn.Mo
         audio_start_token_id=tokenizer.convert_tokens_to_ids("<|audio_start|>"), tie_word_embeddings=tied,
         pad_token_id=tokenizer.pad_token_id,
     )
-    config = config_cls(thinker_config=thinker, tie_word_embeddings=tied)
+    # A wider default init than the usual 0.02: with std 0.02 a frozen random lm_head spreads logits
+    # by about 2.5 at most, so no adapter can lower the loss much; 0.2 makes the frozen LLM responsive.
+    std = init_std or INIT_STD
+    thinker["initializer_range"] = text["initializer_range"] = std
+    config = config_cls(thinker_config=thinker, tie_word_embeddings=tied, initializer_range=std)
     torch.manual_seed(seed)
     model = model_cls(config).float()
     thinker_module = model.thinker

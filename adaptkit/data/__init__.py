@@ -1,0 +1,1 @@
+"""Manifests, audio and batches: from JSONL lines to padded tensors."""

@@ -1,0 +1,100 @@
+"""From samples to batches: token ids with the prompt masked, features, and a length-bucketed sampler."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from types import ModuleType
+
+import torch
+from torch.utils.data import Sampler
+
+from adaptkit.data.audio import load_audio
+from adaptkit.data.manifest import Sample
+
+IGNORE = -100
+
+
+@dataclass
+class Encoded:
+    """One sample ready for batching."""
+
+    sample: Sample
+    input_ids: list[int]
+    labels: list[int]
+    features: torch.Tensor
+    """Log-mel features (n_mels, frames)."""
+    n_audio: int
+    """Audio placeholders in input_ids; must equal the encoder's output length for this sample."""
+
+
+def encode(sample: Sample, family: ModuleType, tokenizer, feature_extractor, target: str, system: str, sample_rate: int) -> Encoded:
+    """Audio -> features; prompt (masked from the loss) + target + eos -> ids and labels."""
+    wave = load_audio(sample.audio, sample_rate, sample.start, sample.end)
+    feats = family.features(feature_extractor, wave)
+    n_audio = family.audio_token_count(feats.shape[-1])
+    prompt = family.prompt_ids(tokenizer, n_audio, sample.prompt or system)
+    answer = tokenizer(target, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    return Encoded(sample, prompt + answer, [IGNORE] * len(prompt) + answer, feats, n_audio)
+
+
+def collate(items: list[Encoded], pad_id: int) -> dict:
+    """Right-padded tensors; `index` keeps the dataset positions for the encoder cache."""
+    width = max(len(x.input_ids) for x in items)
+    frames = max(x.features.shape[-1] for x in items)
+    batch = {
+        "input_ids": torch.full((len(items), width), pad_id, dtype=torch.long),
+        "labels": torch.full((len(items), width), IGNORE, dtype=torch.long),
+        "attention_mask": torch.zeros((len(items), width), dtype=torch.long),
+        "input_features": torch.zeros((len(items), items[0].features.shape[0], frames)),
+        "feature_attention_mask": torch.zeros((len(items), frames), dtype=torch.long),
+        "n_audio": torch.tensor([x.n_audio for x in items]),
+    }
+    for i, x in enumerate(items):
+        n, f = len(x.input_ids), x.features.shape[-1]
+        batch["input_ids"][i, :n] = torch.tensor(x.input_ids)
+        batch["labels"][i, :n] = torch.tensor(x.labels)
+        batch["attention_mask"][i, :n] = 1
+        batch["input_features"][i, :, :f] = x.features
+        batch["feature_attention_mask"][i, :f] = 1
+    return batch
+
+
+class BucketBatchSampler(Sampler[list[int]]):
+    """Batches of similar length, in an order fixed by (seed, epoch).
+
+    Without weights: shuffle, cut into pools of 50 batches, sort each pool by length, cut into
+    batches, shuffle the batches. With weights: draw len(lengths) samples with replacement in
+    proportion to the weights (clipped at max_weight), then bucket the draws the same way.
+    """
+
+    def __init__(self, lengths: list[int], batch_size: int, seed: int = 0, shuffle: bool = True,
+                 weights: list[float] | None = None, max_weight: float = math.inf, pool: int = 50):
+        self.lengths, self.batch_size, self.seed, self.shuffle, self.pool = lengths, batch_size, seed, shuffle, pool
+        self.weights = torch.tensor([min(w, max_weight) for w in weights], dtype=torch.double) if weights else None
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the order of `epoch` (called before iterating)."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.lengths) / self.batch_size)
+
+    def __iter__(self):
+        gen = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        n = len(self.lengths)
+        if self.weights is not None:
+            order = torch.multinomial(self.weights, n, replacement=True, generator=gen).tolist()
+        elif self.shuffle:
+            order = torch.randperm(n, generator=gen).tolist()
+        else:
+            order = list(range(n))
+        span = self.batch_size * self.pool
+        batches = []
+        for i in range(0, n, span):
+            chunk = sorted(order[i:i + span], key=lambda j: self.lengths[j]) if self.shuffle else order[i:i + span]
+            batches += [chunk[k:k + self.batch_size] for k in range(0, len(chunk), self.batch_size)]
+        if self.shuffle:
+            batches = [batches[k] for k in torch.randperm(len(batches), generator=gen).tolist()]
+        return iter(batches)

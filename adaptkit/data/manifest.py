@@ -1,0 +1,105 @@
+"""JSONL manifests: one sample a line, checked line by line with `file:line` in every error.
+
+Speaker ASR lines follow the Qwen3-ASR fine-tuning format (`audio`, `text`, optional `prompt`,
+`language`); turn-tag lines add `start`, `end` and `label`. Relative audio paths resolve against
+the manifest's folder.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from adaptkit.errors import AdaptkitError
+
+CONTROL_TOKEN = re.compile(r"<\|[^|<>]+\|>")
+
+
+@dataclass
+class Sample:
+    """One training or test sample."""
+
+    id: str
+    where: str
+    """`manifest:line`, for messages."""
+    audio: Path | None
+    text: str
+    language: str | None = None
+    prompt: str = ""
+    start: float | None = None
+    end: float | None = None
+    label: str | None = None
+    duration: float = 0.0
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+def _audio_info(path: Path, where: str):
+    import soundfile as sf
+
+    if not path.is_file():
+        raise AdaptkitError(f"{where}: audio file {path} not found")
+    try:
+        return sf.info(str(path))
+    except Exception as err:  # soundfile raises its own error types for unreadable files
+        raise AdaptkitError(f"{where}: cannot read audio {path} ({str(err).splitlines()[0]})")
+
+
+def parse_line(raw: str, where: str, base: Path, allowed_tokens: set[str], require: tuple[str, ...]) -> Sample:
+    """One manifest line as a Sample; any problem is an AdaptkitError naming `where`."""
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as err:
+        raise AdaptkitError(f"{where}: not valid JSON ({err.msg} at column {err.colno})")
+    if not isinstance(data, dict):
+        raise AdaptkitError(f"{where}: expected a JSON object, got {type(data).__name__}")
+    for key in ("audio", "text", *require):
+        if key not in data:
+            raise AdaptkitError(f"{where}: missing key {key!r}")
+    text = data["text"]
+    if not isinstance(text, str) or not text.strip():
+        raise AdaptkitError(f"{where}: empty text")
+    for tok in CONTROL_TOKEN.findall(text):
+        if tok not in allowed_tokens:
+            raise AdaptkitError(f"{where}: token {tok} in the text is not among the recipe's tokens ({', '.join(sorted(allowed_tokens)) or 'none'})")
+    audio = Path(data["audio"])
+    audio = audio if audio.is_absolute() else base / audio
+    info = _audio_info(audio, where)
+    start, end = data.get("start"), data.get("end")
+    duration = (end if end is not None else info.duration) - (start or 0.0)
+    if duration <= 0:
+        raise AdaptkitError(f"{where}: empty audio span (start {start}, end {end})")
+    return Sample(
+        id=str(data.get("id", where)), where=where, audio=audio, text=text, language=data.get("language"),
+        prompt=data.get("prompt") or "", start=start, end=end, label=data.get("label"), duration=duration, fields=data,
+    )
+
+
+def read_manifest(path: str | Path, allowed_tokens: set[str], on_bad_sample: str = "error",
+                  require: tuple[str, ...] = (), check: Callable[[Sample], None] | None = None) -> tuple[list[Sample], list[str]]:
+    """Read and check every line. Returns (samples, skipped messages); with on_bad_sample 'error'
+    the first bad line raises instead."""
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as err:
+        raise AdaptkitError(f"{path}: cannot read manifest ({err.strerror})")
+    samples, skipped = [], []
+    for number, raw in enumerate(lines, start=1):
+        if not raw.strip():
+            continue
+        where = f"{path}:{number}"
+        try:
+            sample = parse_line(raw, where, path.parent, allowed_tokens, require)
+            if check:
+                check(sample)
+            samples.append(sample)
+        except AdaptkitError as err:
+            if on_bad_sample == "error":
+                raise
+            skipped.append(str(err))
+    if not samples:
+        raise AdaptkitError(f"{path}: no usable sample" + (f" ({len(skipped)} skipped, first: {skipped[0]})" if skipped else ""))
+    return samples, skipped

@@ -1,0 +1,79 @@
+"""The loss of one batch, computed only where it is needed.
+
+- When nothing in the encoder trains, the encoder runs without autograd and its outputs (just
+  before the projector) can be kept across epochs.
+- Logits and cross-entropy are computed only at supervised positions: at a real vocabulary
+  (151,936 rows) the output layer over every position is most of a naive step.
+- Each sample's audio placeholder count is checked against the encoder's output length: a wrong
+  count raises nothing in the model and silently shifts features between samples.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from adaptkit.data.batching import IGNORE
+from adaptkit.errors import AdaptkitError
+
+
+class SpeechLMLoss(nn.Module):
+    """Wraps the model so that one `forward(batch)` gives (weighted loss sum, weight sum).
+
+    A module of its own so that accelerate's DistributedDataParallel sees the whole step.
+    """
+
+    def __init__(self, model: nn.Module, family: ModuleType, encoder_trains: bool,
+                 token_weights: dict[int, float] | None = None, cache: dict[int, torch.Tensor] | None = None,
+                 where: list[str] | None = None):
+        super().__init__()
+        self.model = model
+        self.family = family
+        self.encoder_trains = encoder_trains
+        self.token_weights = token_weights or {}
+        self.cache = cache
+        self.where = where or []
+
+    def audio_states(self, batch: dict) -> list[torch.Tensor]:
+        """Pre-projector audio states per sample (from the cache when the encoder is frozen)."""
+        feats, mask, index = batch["input_features"], batch["feature_attention_mask"], batch["index"].tolist()
+        if self.encoder_trains:
+            return self.family.encode_audio(self.model, feats, mask)
+        out: list[torch.Tensor | None] = [self.cache.get(i) if self.cache is not None else None for i in index]
+        todo = [k for k, x in enumerate(out) if x is None]
+        if todo:
+            with torch.no_grad():
+                fresh = self.family.encode_audio(self.model, feats[todo], mask[todo])
+            for k, states in zip(todo, fresh):
+                out[k] = states
+                if self.cache is not None:
+                    self.cache[index[k]] = states
+        return out
+
+    def forward(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        states = self.audio_states(batch)
+        for k, (s, n) in enumerate(zip(states, batch["n_audio"].tolist())):
+            if s.shape[0] != n:
+                i = int(batch["index"][k])
+                where = self.where[i] if i < len(self.where) else f"sample {i}"
+                raise AdaptkitError(f"{where}: {n} audio placeholders but the encoder gives {s.shape[0]} states")
+        audio = self.family.project(self.model, torch.cat(states))
+        hidden = self.family.llm_hidden(self.model, batch["input_ids"], batch["attention_mask"], audio)
+        targets = batch["labels"][:, 1:]
+        chosen = targets != IGNORE
+        logits = self.family.output_layer(self.model)(hidden[:, :-1][chosen])
+        targets = targets[chosen]
+        losses = F.cross_entropy(logits.float(), targets, reduction="none")
+        weights = torch.ones_like(losses)
+        for token, weight in self.token_weights.items():
+            weights = torch.where(targets == token, torch.full_like(weights, weight), weights)
+        return (losses * weights).sum(), weights.sum()
+
+
+def encoder_trains(model: nn.Module) -> bool:
+    """True when any parameter of the encoder (projector excluded) trains."""
+    cmap = model.adaptkit.cmap
+    return any(p.requires_grad and cmap.group_of(n) == "encoder" for n, p in model.named_parameters())

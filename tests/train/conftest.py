@@ -1,0 +1,48 @@
+"""Synthetic English calls shared by the training tests, and a recipe writer."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from adaptkit.synth import SynthConfig, generate
+
+
+@pytest.fixture(scope="session")
+def calls(tmp_path_factory) -> Path:
+    """12 short two-speaker calls: 8 train, 2 in-domain test, 2 out-of-domain test."""
+    out = tmp_path_factory.mktemp("calls")
+    generate(SynthConfig(out=out, langs=("en",), n=12, splits=(8, 2, 2), duration=8.0, telephone=True, seed=3, jobs=1))
+    return out
+
+
+@pytest.fixture
+def make_recipe(calls, tmp_path):
+    """Write a tiny speaker-ASR recipe on the shared calls; keyword sections override the defaults."""
+
+    def make(**sections) -> Path:
+        recipe = {
+            "model": {"tiny": "qwen3_asr"},
+            "tokens": {"tokens": ["<|spk_0|>", "<|spk_1|>"]},
+            "freeze": {"train": ["projector", {"tokens": "added"}]},
+            "data": {"train": str(calls / "train" / "speaker_asr.jsonl"), "dev": str(calls / "test_id" / "speaker_asr.jsonl")},
+            "task": "speaker_asr",
+            "train": {"lr": 1e-2, "max_steps": 6, "batch_size": 4},
+            "output_dir": str(tmp_path / "run"),
+        }
+        for key, value in sections.items():
+            recipe[key] = {**recipe[key], **value} if isinstance(value, dict) and isinstance(recipe.get(key), dict) else value
+        path = tmp_path / "recipe.yaml"
+        path.write_text(yaml.safe_dump(recipe, allow_unicode=True))
+        return path
+
+    return make
+
+
+def write_manifest(path: Path, rows: list) -> Path:
+    """A JSONL file; a str row is written as it is (to plant a broken line)."""
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r, ensure_ascii=False)) + "\n" for r in rows))
+    return path
