@@ -24,8 +24,6 @@ class Encoded:
     labels: list[int]
     features: torch.Tensor
     """Log-mel features (n_mels, frames)."""
-    n_audio: int
-    """Audio placeholders in input_ids; must equal the encoder's output length for this sample."""
 
 
 def encode(sample: Sample, family: ModuleType, tokenizer, feature_extractor, target: str, system: str, sample_rate: int) -> Encoded:
@@ -35,7 +33,7 @@ def encode(sample: Sample, family: ModuleType, tokenizer, feature_extractor, tar
     n_audio = family.audio_token_count(feats.shape[-1])
     prompt = family.prompt_ids(tokenizer, n_audio, sample.prompt or system)
     answer = tokenizer(target, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-    return Encoded(sample, prompt + answer, [IGNORE] * len(prompt) + answer, feats, n_audio)
+    return Encoded(sample, prompt + answer, [IGNORE] * len(prompt) + answer, feats)
 
 
 def collate(items: list[Encoded], pad_id: int) -> dict:
@@ -48,7 +46,6 @@ def collate(items: list[Encoded], pad_id: int) -> dict:
         "attention_mask": torch.zeros((len(items), width), dtype=torch.long),
         "input_features": torch.zeros((len(items), items[0].features.shape[0], frames)),
         "feature_attention_mask": torch.zeros((len(items), frames), dtype=torch.long),
-        "n_audio": torch.tensor([x.n_audio for x in items]),
     }
     for i, x in enumerate(items):
         n, f = len(x.input_ids), x.features.shape[-1]
@@ -73,10 +70,9 @@ class BucketBatchSampler(Sampler[list[int]]):
         self.lengths, self.batch_size, self.seed, self.shuffle, self.pool = lengths, batch_size, seed, shuffle, pool
         self.weights = torch.tensor([min(w, max_weight) for w in weights], dtype=torch.double) if weights else None
         self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        """Choose the order of `epoch` (called before iterating)."""
-        self.epoch = epoch
+        """The epoch whose order the next iteration gives; set by the training loop. (No `set_epoch`
+        method on purpose: accelerate would call it with its own iteration count, which restarts at
+        zero on a loader that skips batches after a resume.)"""
 
     def __len__(self) -> int:
         return math.ceil(len(self.lengths) / self.batch_size)

@@ -252,7 +252,7 @@ def _run(recipe: Recipe, resume: bool) -> Summary:
     window_sum = window_weight = 0.0
     micro = 0
     while step < total:
-        sampler.set_epoch(epoch)
+        sampler.epoch = epoch
         batches = accelerator.skip_first_batches(loader, done_in_epoch) if done_in_epoch else loader
         for batch in batches:
             done_in_epoch += 1

@@ -55,7 +55,8 @@ class SpeechLMLoss(nn.Module):
 
     def forward(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         states = self.audio_states(batch)
-        for k, (s, n) in enumerate(zip(states, batch["n_audio"].tolist())):
+        placeholders = (batch["input_ids"] == self.family.audio_token_id(self.model)).sum(dim=1).tolist()
+        for k, (s, n) in enumerate(zip(states, placeholders)):
             if s.shape[0] != n:
                 i = int(batch["index"][k])
                 where = self.where[i] if i < len(self.where) else f"sample {i}"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -41,8 +40,3 @@ def make_recipe(calls, tmp_path):
 
     return make
 
-
-def write_manifest(path: Path, rows: list) -> Path:
-    """A JSONL file; a str row is written as it is (to plant a broken line)."""
-    path.write_text("".join((r if isinstance(r, str) else json.dumps(r, ensure_ascii=False)) + "\n" for r in rows))
-    return path
