@@ -1,0 +1,59 @@
+"""Shipped recipes validate and the tiny ones train; the sparse loss equals the model's own loss."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from adaptkit.data.batching import collate, encode
+from adaptkit.data.manifest import read_manifest
+from adaptkit.freeze import apply
+from adaptkit.models import build_tiny, family
+from adaptkit.models.qwen3_asr import tiny_feature_extractor
+from adaptkit.recipe import Recipe
+from adaptkit.tasks import speaker_asr
+from adaptkit.train import run
+from adaptkit.train.step import SpeechLMLoss
+
+RECIPES = Path(__file__).resolve().parents[2] / "recipes"
+
+
+@pytest.mark.parametrize("name", ["ja_diarization.yaml", "ja_diarization_lora.yaml"])
+def test_real_size_recipes_validate(name):
+    recipe = Recipe.load(RECIPES / name)
+    assert recipe.model.name == "neosophie/Qwen3-ASR-1.7B-JA" and recipe.train.lr == 2e-4 and recipe.train.precision == "bf16"
+    assert recipe.new_tokens.tokens == [f"<|spk_{i}|>" for i in range(8)]
+    assert ("projector" in [getattr(r, "pattern", None) for r in recipe.freeze.train]) == (recipe.freeze.lora is None)
+
+
+@pytest.mark.parametrize("name", ["ja_diarization.yaml", "ja_diarization_lora.yaml"])
+def test_tiny_recipes_train_on_synthetic_calls(name, tmp_path):
+    recipe = Recipe.load(RECIPES / "tiny" / name, ["train.max_steps=3", "train.eval_every=0", "train.save_every=0",
+                                                   f"output_dir={tmp_path / 'run'}", "data.synth.n=6"])
+    summary = run(recipe)
+    assert summary.steps == 3 and summary.dev_loss is not None
+    assert (tmp_path / "run" / "adapter" / "adapter.safetensors").is_file()
+    assert (tmp_path / "run" / "merged" / "config.json").is_file()
+
+
+def test_sparse_loss_equals_the_models_own_loss_and_weights_tags(calls):
+    fam = family("qwen3_asr")
+    model, tok = build_tiny("qwen3_asr")
+    model, _ = apply(model, {"add_tokens": ["<|spk_0|>", "<|spk_1|>"], "train": ["projector", {"tokens": "added"}]}, tokenizer=tok)
+    samples, _ = read_manifest(calls / "train" / "speaker_asr.jsonl", {"<|spk_0|>", "<|spk_1|>"})
+    items = [encode(s, fam, tok, tiny_feature_extractor(), speaker_asr.target(s), "", 16000) for s in samples[:3]]
+    batch = collate(items, tok.pad_token_id)
+    batch["index"] = torch.arange(3)
+    inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "input_features", "feature_attention_mask", "labels")}
+    with torch.no_grad():
+        reference = model.thinker(**inputs).loss
+        loss_sum, weight = SpeechLMLoss(model, fam, encoder_trains=False)(batch)
+        torch.testing.assert_close(loss_sum / weight, reference, rtol=1e-5, atol=1e-5)
+        spk = tok.convert_tokens_to_ids("<|spk_0|>")
+        w_sum, w = SpeechLMLoss(model, fam, encoder_trains=False, token_weights={spk: 5.0})(batch)
+    targets = batch["labels"][:, 1:]
+    n_spk = int((targets == spk).sum())
+    assert n_spk > 0 and float(w) == pytest.approx(float(weight) + 4 * n_spk)
+    assert float(w_sum) > float(loss_sum)
