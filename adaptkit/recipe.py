@@ -140,6 +140,8 @@ class TrainSection:
     """Loss weight per target token, e.g. {"<COMPLETE>": 5.0}; other supervised tokens weigh 1."""
     encoder_cache: bool = True
     """Keep encoder outputs across epochs when nothing in the encoder trains."""
+    encoder_cache_dir: str | None = None
+    """Also keep them on disk in this folder (relative to output_dir), shared across runs."""
     merged: bool = True
     """Also write a merged full checkpoint at the end."""
 

@@ -29,6 +29,7 @@ from adaptkit.models import family, load
 from adaptkit.recipe import Recipe, blame
 from adaptkit.tasks import task as task_module
 from adaptkit.train import checkpoint
+from adaptkit.train.encoder_cache import EncoderCache, encoder_digest, sample_key
 from adaptkit.train.step import SpeechLMLoss, encoder_trains
 
 log = logging.getLogger("adaptkit")
@@ -185,9 +186,18 @@ def _run(recipe: Recipe, resume: bool) -> Summary:
         dev_loader = DataLoader(_Samples(dev_samples, encode_one), batch_sampler=dev_sampler, collate_fn=_collate(tok.pad_token_id))
 
     trains_encoder = encoder_trains(model)
-    cache = {} if (t.encoder_cache and not trains_encoder) else None
-    module = SpeechLMLoss(model, fam, trains_encoder, _token_weights(recipe, tok), cache, [s.where for s in samples])
-    dev_module = SpeechLMLoss(model, fam, trains_encoder, _token_weights(recipe, tok), {} if cache is not None else None, [s.where for s in dev_samples])
+
+    def cache_for(items: list[Sample]) -> EncoderCache | None:
+        if trains_encoder or not t.encoder_cache:
+            return None
+        if not t.encoder_cache_dir:
+            return EncoderCache()
+        digest = encoder_digest(model)
+        return EncoderCache([sample_key(s, recipe.data.sample_rate, digest) for s in items], out / t.encoder_cache_dir)
+
+    weights_by_token = _token_weights(recipe, tok)
+    module = SpeechLMLoss(model, fam, trains_encoder, weights_by_token, cache_for(samples), [s.where for s in samples])
+    dev_module = SpeechLMLoss(model, fam, trains_encoder, weights_by_token, cache_for(dev_samples), [s.where for s in dev_samples])
     params = trainable_parameters(model)
     if t.optimizer == "adamw":
         optimizer = torch.optim.AdamW(params, lr=t.lr, betas=tuple(t.betas), weight_decay=t.weight_decay)

@@ -23,11 +23,12 @@ from adaptkit.errors import AdaptkitError
 class SpeechLMLoss(nn.Module):
     """Wraps the model so that one `forward(batch)` gives (weighted loss sum, weight sum).
 
-    A module of its own so that accelerate's DistributedDataParallel sees the whole step.
+    A module of its own so that accelerate's DistributedDataParallel sees the whole step. `cache`
+    maps dataset index -> encoder states (a dict or an `EncoderCache`); None recomputes them.
     """
 
     def __init__(self, model: nn.Module, family: ModuleType, encoder_trains: bool,
-                 token_weights: dict[int, float] | None = None, cache: dict[int, torch.Tensor] | None = None,
+                 token_weights: dict[int, float] | None = None, cache=None,
                  where: list[str] | None = None):
         super().__init__()
         self.model = model

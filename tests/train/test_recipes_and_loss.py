@@ -57,3 +57,22 @@ def test_sparse_loss_equals_the_models_own_loss_and_weights_tags(calls):
     n_spk = int((targets == spk).sum())
     assert n_spk > 0 and float(w) == pytest.approx(float(weight) + 4 * n_spk)
     assert float(w_sum) > float(loss_sum)
+
+
+def test_turn_tags_train_with_weights_downsampling_and_filters(calls, tmp_path):
+    import json
+
+    rows = [json.loads(x) for x in (calls / "train" / "turn_tags.jsonl").read_text().splitlines()]
+    for i, r in enumerate(rows):
+        r["audio"] = str(calls / "train" / r["audio"])
+        r["conf"] = 0.5 if i % 5 == 0 else 0.95
+        r["weight"] = 1.0 + (r["label"] == "backchannel") * 100
+    manifest = tmp_path / "tags.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    recipe = Recipe.load(RECIPES / "tiny" / "turn_tags.yaml", [
+        "data.synth=null", f"data.train={manifest}", "data.filters={conf: 0.9}", "data.weight_field=weight",
+        "data.max_weight=50", "train.max_steps=3", "train.eval_every=0", f"output_dir={tmp_path / 'run'}"])
+    summary = run(recipe)
+    assert summary.steps == 3
+    adapter = json.loads((tmp_path / "run" / "adapter" / "adaptkit_adapter.json").read_text())
+    assert list(adapter["token_rows"]) == ["<COMPLETE>", "<INCOMPLETE>", "<BACKCHANNEL>"]

@@ -70,3 +70,24 @@ def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(make_recipe
     kept = sorted((path.parent / "run" / "checkpoints").glob("step_*.pt"))
     assert kept and str(kept[-1]) in result.stderr
     assert not (path.parent / "run" / "adapter").exists()
+
+
+def test_encoder_outputs_are_reused_across_runs_from_disk(make_recipe, monkeypatch, tmp_path):
+    import adaptkit.models.qwen3_asr as qwen3
+
+    first = Recipe.load(make_recipe(train={"max_steps": 4, "encoder_cache_dir": str(tmp_path / "enc")}))
+    run(first)
+    stored = list((tmp_path / "enc").glob("*.pt"))
+    assert len(stored) == 10  # 8 train + 2 dev calls
+    second = Recipe.load(make_recipe(train={"max_steps": 4, "encoder_cache_dir": str(tmp_path / "enc")},
+                                     output_dir=str(tmp_path / "again")))
+
+    def no_encoder(*args, **kwargs):
+        raise AssertionError("the encoder ran although every output was cached")
+
+    monkeypatch.setattr(qwen3, "encode_audio", no_encoder)
+    summary = run(second)
+    assert summary.steps == 4
+    a = load_file(first.output_dir / "adapter" / "adapter.safetensors")
+    b = load_file(second.output_dir / "adapter" / "adapter.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)  # cached states give the same training
