@@ -86,6 +86,35 @@ def train(recipe: str | None, overrides: tuple[str, ...], resume: bool, force: b
     )
 
 
+@main.command(name="eval")
+@click.argument("target", required=False, type=click.Path())
+@click.option("--data", "data", multiple=True, help="Test manifest (JSONL); repeat for several sets (named by their folder).")
+@click.option("--out", type=click.Path(file_okay=False), default=None, help="Report folder [default: eval/ beside the adapter].")
+@click.option("--task", type=click.Choice(["speaker_asr", "turn_tags"]), default=None, help="Task (default: the adapter's).")
+@click.option("--hypotheses", type=click.Path(dir_okay=False), default=None, help="Score an earlier decoded.jsonl instead of decoding.")
+@click.option("--batch-size", type=int, default=8, show_default=True)
+@click.option("--limit", type=int, default=None, help="Decode at most this many samples per manifest.")
+def eval_(target, data, out, task, hypotheses, batch_size, limit) -> None:
+    """Decode test sets with TARGET (recipe, adapter folder or checkpoint) and write a report.
+
+    The report folder holds report.md (headline table first), report.json, plots/ and decoded.jsonl.
+    """
+    from pathlib import Path
+
+    from adaptkit.eval.run import evaluate
+    from adaptkit.errors import AdaptkitError
+
+    if not target and not hypotheses:
+        raise AdaptkitError("eval: give a TARGET (recipe, adapter or checkpoint) or --hypotheses")
+    if out is None:
+        base = Path(hypotheses).parent if hypotheses else (Path(target).parent if Path(target).is_file() else Path(target))
+        out = base / "eval"
+    scores = evaluate(target, list(data), out, task, hypotheses, batch_size, limit)
+    head = {k: v for k, v in scores.overall.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    click.echo(f"scored {len(scores.rows)} samples; report in {out}/report.md")
+    click.echo(", ".join(f"{k} {v:.4g}" for k, v in list(head.items())[:8]))
+
+
 def _register() -> None:
     from adaptkit.synth.cli import synth
 

@@ -99,6 +99,11 @@ def llm_hidden(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.
     return thinker.model(inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids, use_cache=False).last_hidden_state
 
 
+def generate(model: nn.Module, **kwargs):
+    """Greedy generation through `model.thinker` (the outer class's generate drops options)."""
+    return model.thinker.generate(**kwargs)
+
+
 def audio_token_id(model: nn.Module) -> int:
     """Id of the audio placeholder token."""
     return model.thinker.config.audio_token_id

@@ -322,7 +322,8 @@ def _run(recipe: Recipe, resume: bool) -> Summary:
         changed = moved(model, frozen)
         if changed:
             raise RuntimeError(f"frozen weights moved during training: {', '.join(changed[:3])}")
-        save_adapter(model, out / "adapter", base=recipe.model.name or f"tiny:{recipe.model.tiny}")
+        save_adapter(model, out / "adapter", base=recipe.model.name or f"tiny:{recipe.model.tiny}",
+                     extra={"model": asdict(recipe.model), "task": recipe.task, "language": recipe.language, "prompt": recipe.prompt})
         if t.merged:
             save_merged(model, out / "merged", *loaded.save_pretrained_objects())
         atomic_write_text(out / "summary.json", json.dumps({**asdict(summary), "report": report.to_dict()}, indent=2, ensure_ascii=False) + "\n")

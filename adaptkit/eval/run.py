@@ -1,0 +1,145 @@
+"""`adaptkit eval`: decode a test set with a trained adapter (or a checkpoint) and write a report.
+
+The target is a recipe (its trained adapter in output_dir), an adapter folder (it names its base
+and task), or a merged checkpoint folder. Each `--data` manifest is one set (named after its
+folder, e.g. test_id / test_ood) in the breakdowns. With `--hypotheses`, an earlier
+decoded.jsonl is scored again without decoding.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from adaptkit.data.manifest import Sample, read_manifest
+from adaptkit.errors import AdaptkitError
+from adaptkit.freeze import load_adapter, read_adapter_config
+from adaptkit.models import Loaded, family, load
+from adaptkit.recipe import ModelSection, Recipe, from_dict
+from adaptkit.tasks import task as task_module
+
+
+@dataclass
+class Target:
+    """A model ready to decode, and what it was trained for."""
+
+    loaded: Loaded
+    task: str
+    language: str | None
+    prompt: str
+    tokens: set[str]
+    name: str
+
+
+def load_target(path: str | Path, task: str | None = None) -> Target:
+    """Build the model that `path` names: a recipe, an adapter folder or a merged checkpoint."""
+    path = Path(path)
+    if path.suffix in (".yaml", ".yml"):
+        recipe = Recipe.load(path)
+        adapter = (recipe.output_dir or Path("runs") / "adaptkit") / "adapter"
+        if not adapter.is_dir():
+            raise AdaptkitError(f"{path}: no trained adapter in {adapter}; run adaptkit train {path} first")
+        return _from_adapter(adapter, task)
+    if (path / "adaptkit_adapter.json").is_file():
+        return _from_adapter(path, task)
+    if (path / "config.json").is_file():
+        loaded = load(ModelSection(name=str(path)))
+        return Target(loaded, task or "speaker_asr", None, "", set(), str(path))
+    raise AdaptkitError(f"{path}: not a recipe, an adaptkit adapter or a checkpoint folder")
+
+
+def _from_adapter(folder: Path, task: str | None) -> Target:
+    config = read_adapter_config(folder)
+    if "model" not in config:
+        raise AdaptkitError(f"{folder}: the adapter does not name its base model (written by an older adaptkit?)")
+    section = from_dict(ModelSection, config["model"], f"{folder}/adaptkit_adapter.json: model")
+    loaded = load(section)
+    model, _ = load_adapter(loaded.model, folder, tokenizer=loaded.tokenizer)
+    loaded.model = model
+    tokens = set(config.get("token_rows", {})) | set(config.get("added_tokens", {}))
+    return Target(loaded, task or config.get("task", "speaker_asr"), config.get("language"), config.get("prompt", ""),
+                  tokens, str(folder))
+
+
+def _units(sample: Sample) -> list | None:
+    """Timed reference units from the synth JSON beside the audio, when there is one."""
+    meta = Path(sample.audio).with_suffix(".json")
+    if sample.start is not None or not meta.is_file():
+        return None
+    return json.loads(meta.read_text(encoding="utf-8")).get("units")
+
+
+def decode_sets(target: Target, manifests: list[str], batch_size: int = 8, limit: int | None = None,
+                progress: bool = True) -> list[dict]:
+    """Decode every manifest; one dict per sample as the scoring functions take them."""
+    from adaptkit.eval.decode import decode
+
+    fam, tok = family(target.loaded.arch), target.loaded.tokenizer
+    tm = task_module(target.task)
+    rows = []
+    for manifest in manifests:
+        allowed = target.tokens | set(getattr(tm, "TAGS", {}).values())
+        samples, _ = read_manifest(manifest, allowed, "error", tm.REQUIRE, tm.check)
+        samples = samples[:limit] if limit else samples
+        answers = [tm.target(s, target.language) for s in samples]
+        tags = list(getattr(tm, "TAGS", {}).values())
+        out = decode(target.loaded.model, fam, tok, target.loaded.feature_extractor, samples, answers,
+                     target.prompt, batch_size=batch_size, score_tokens=tags, progress=progress)
+        set_name = Path(manifest).parent.name
+        for s, d in zip(samples, out):
+            row = {"id": s.id, "set": set_name, "language": s.language or target.language or "", "hypothesis": d.text,
+                   "ended_with_eos": d.ended_with_eos, "tokens": d.tokens}
+            if target.task == "turn_tags":
+                row.update(reference=s.label, probabilities=d.first_scores)
+            else:
+                row.update(reference=s.text, units=_units(s))
+            rows.append(row)
+    return rows
+
+
+def score_rows(rows: list[dict], task: str, source: str):
+    """Score decoded rows with the task's scoring function."""
+    from adaptkit.eval import score
+
+    if not rows:
+        raise AdaptkitError(f"{source}: no sample to score")
+    if task == "turn_tags":
+        return score.score_turn_tags(rows, source=source)
+    return score.score_speaker_asr(rows, source=source)
+
+
+def read_hypotheses(path: str | Path) -> list[dict]:
+    """Rows of an earlier decoded.jsonl; an empty or broken file is an error naming the line."""
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as err:
+        raise AdaptkitError(f"{path}: cannot read ({err.strerror})")
+    rows = []
+    for number, line in enumerate(lines, start=1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as err:
+                raise AdaptkitError(f"{path}:{number}: not valid JSON ({err.msg})")
+    if not rows:
+        raise AdaptkitError(f"{path}: empty hypothesis file")
+    return rows
+
+
+def evaluate(target: str | Path | None, data: list[str], out: str | Path, task: str | None = None,
+             hypotheses: str | Path | None = None, batch_size: int = 8, limit: int | None = None):
+    """Decode (or read) and score; write report.json, report.md, plots and decoded.jsonl into `out`."""
+    if hypotheses:
+        rows = read_hypotheses(hypotheses)
+        name, task = str(hypotheses), task or ("turn_tags" if "probabilities" in rows[0] else "speaker_asr")
+    else:
+        if not data:
+            raise AdaptkitError("eval: give at least one --data manifest (or --hypotheses)")
+        t = load_target(target, task)
+        rows, name, task = decode_sets(t, data, batch_size, limit), t.name, t.task
+    scores = score_rows(rows, task, str(hypotheses or ", ".join(data)))
+    decoded = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+    scores.report(meta={"model": name, "task": task, "samples": len(rows)}).write(out, {"decoded.jsonl": decoded})
+    return scores

@@ -1,0 +1,353 @@
+"""Score whole sets of decoded outputs: speaker ASR, turn tags, turn end.
+
+Each function takes a list of sample dicts (what the decoding step writes, one per utterance),
+checks them, and returns `Scores`: overall metrics, breakdowns (per language, per set and, for
+turn taking, per group such as a language pair), degeneration rates and one row per sample.
+`Scores.report()` turns them into a `Report` (JSON, Markdown, plots).
+
+Rates over a group are pooled, not averaged: errors of all samples / reference tokens of all
+samples (pyannote-style for DER: seconds over seconds).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+from adaptkit.errors import AdaptkitError
+from adaptkit.eval import degeneration as dg
+from adaptkit.eval import speaker_metrics as sm
+from adaptkit.eval import turn_metrics as tm
+from adaptkit.eval.report import Plot, Report
+from adaptkit.eval.text import CONTROL_TOKEN
+
+Sample = Mapping[str, Any]
+
+
+@dataclass
+class Scores:
+    """What a scoring function returns."""
+
+    task: str
+    """`speaker_asr`, `turn_tags` or `turn_end`."""
+    overall: dict[str, Any]
+    breakdowns: dict[str, dict[str, dict[str, Any]]]
+    """Key (`language`, `set`, `group`) -> value -> the same metrics as `overall`; a key that no
+    sample carries is absent."""
+    degeneration: dict[str, Any]
+    """`overall`: `degeneration.rates` of every output; `set`, `language`: the same per value."""
+    rows: list[dict[str, Any]]
+    """One row per sample: id, language, set, its metrics and the degeneration checks that fired."""
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Task-specific tables: the threshold sweep and probability distribution (turn end)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything, as plain JSON types."""
+        return {"task": self.task, "overall": self.overall, "breakdowns": self.breakdowns,
+                "degeneration": self.degeneration, "rows": self.rows, "extra": self.extra}
+
+    def report(self, title: str | None = None, meta: Mapping[str, Any] | None = None) -> Report:
+        """A `Report` whose headline has one row for all samples and one per set."""
+        return _REPORTERS[self.task](self, title or _TITLES[self.task], dict(meta or {}))
+
+
+# ----------------------------------------------------------------------------- input checks
+
+
+def _check_samples(samples: Iterable[Sample], source: str | None, required: Sequence[str]) -> list[Sample]:
+    where = source or "samples"
+    samples = list(samples)
+    if not samples:
+        raise AdaptkitError(f"{where}: no samples to score")
+    seen: set[str] = set()
+    for k, s in enumerate(samples):
+        if not isinstance(s, Mapping):
+            raise AdaptkitError(f"{where}: sample #{k} is a {type(s).__name__}, not a dict")
+        sid = str(s.get("id", f"#{k}"))
+        if sid in seen:
+            raise AdaptkitError(f"{where}: sample id {sid!r} appears twice")
+        seen.add(sid)
+        for key in required:
+            alts = key.split("|")
+            if all(s.get(a) is None for a in alts):
+                raise AdaptkitError(f"{where}: sample {sid!r} has no {' or '.join(repr(a) for a in alts)}")
+    return samples
+
+
+def _sid(s: Sample, k: int) -> str:
+    return str(s.get("id", f"#{k}"))
+
+
+ASR_PREFIX = re.compile(r"^\s*(?:language\s+[^<]*)?<asr_text>")
+"""Qwen3-ASR's answer prefix (`language Japanese<asr_text>`), stripped from speaker-ASR texts."""
+
+
+def _text(s: Sample, key: str, k: int, source: str | None) -> str:
+    v = s[key]
+    if not isinstance(v, str):
+        raise AdaptkitError(f"{source or 'samples'}: sample {_sid(s, k)!r}: {key!r} must be text, "
+                            f"not {type(v).__name__}")
+    return v
+
+
+def _groups(samples: Sequence[Sample], keys: Sequence[str]) -> dict[str, dict[str, list[int]]]:
+    out: dict[str, dict[str, list[int]]] = {}
+    for key in keys:
+        if any(s.get(key) is not None for s in samples):
+            by: dict[str, list[int]] = {}
+            for k, s in enumerate(samples):
+                by.setdefault("-" if s.get(key) is None else str(s[key]), []).append(k)
+            out[key] = by
+    return out
+
+
+def _degeneration(flags: Sequence[dg.Flags], groups: Mapping[str, Mapping[str, list[int]]]) -> dict[str, Any]:
+    out: dict[str, Any] = {"overall": dg.rates(flags)}
+    for key in ("set", "language"):
+        if key in groups:
+            out[key] = {v: dg.rates([flags[k] for k in idx]) for v, idx in groups[key].items()}
+    return out
+
+
+# ----------------------------------------------------------------------------- speaker ASR
+
+
+def score_speaker_asr(samples: Iterable[Sample], *, allowed_tokens: Iterable[str] | None = None,
+                      config: sm.SpeakerMetricsConfig = sm.DEFAULT,
+                      degeneration: dg.DegenerationConfig = dg.DEFAULT,
+                      source: str | None = None) -> Scores:
+    """Score speaker-tagged transcripts.
+
+    Each sample: `id`, `reference`, `hypothesis` (tagged text), `language`; optional `set` (e.g.
+    `test_id` / `test_ood`), `ended_with_eos`, and `units` (the synth JSON's timed reference units,
+    for DER with borrowed times). A leading Qwen3-ASR prefix `language X<asr_text>` is stripped from
+    both texts. `allowed_tokens` defaults to every control token that appears in
+    the references (so `<|spk_5|>` in a two-speaker set is a leak). `source` names the file in errors.
+    """
+    samples = _check_samples(samples, source, ("reference", "hypothesis", "language"))
+    refs = [ASR_PREFIX.sub("", _text(s, "reference", k, source)) for k, s in enumerate(samples)]
+    hyps = [ASR_PREFIX.sub("", _text(s, "hypothesis", k, source)) for k, s in enumerate(samples)]
+    allowed = set(allowed_tokens) if allowed_tokens is not None else {
+        t for r in refs for t in CONTROL_TOKEN.findall(r)}
+    pairs: list[sm.PairScores] = []
+    flags: list[dg.Flags] = []
+    rows: list[dict[str, Any]] = []
+    for k, s in enumerate(samples):
+        lang = str(s["language"])
+        p = sm.score_pair(refs[k], hyps[k], lang, s.get("units"), config)
+        f = dg.check(hyps[k], refs[k], allowed, s.get("ended_with_eos"), lang, degeneration)
+        pairs.append(p)
+        flags.append(f)
+        rows.append({
+            "id": _sid(s, k), "language": lang, "set": s.get("set"), "unit": p.unit,
+            "cp_error_rate": p.cp.rate, "cp_errors": p.cp.errors, "cp_length": p.cp.length,
+            "error_rate": p.agnostic.rate, "wder": p.wder.rate,
+            "ref_speakers": p.speakers.reference, "hyp_speakers": p.speakers.hypothesis,
+            "der": p.der.rate if p.der else None, "degenerate": f.degenerate, "flags": f.fired(),
+        })
+    groups = _groups(samples, ("language", "set"))
+
+    def metrics(idx: Sequence[int]) -> dict[str, Any]:
+        return _speaker_group([pairs[k] for k in idx], [flags[k] for k in idx])
+
+    return Scores(
+        task="speaker_asr",
+        overall=metrics(range(len(samples))),
+        breakdowns={key: {v: metrics(idx) for v, idx in by.items()} for key, by in groups.items()},
+        degeneration=_degeneration(flags, groups),
+        rows=rows,
+        extra={"allowed_tokens": sorted(allowed)},
+    )
+
+
+def _speaker_group(pairs: Sequence[sm.PairScores], flags: Sequence[dg.Flags]) -> dict[str, Any]:
+    cp = sum((p.cp for p in pairs), sm.CpError())
+    agn = sum((p.agnostic for p in pairs), sm.ErrorCounts())
+    wd = sum((p.wder for p in pairs), sm.Wder())
+    spk = sum((p.speakers for p in pairs), sm.SpeakerCount())
+    ders = [p.der for p in pairs if p.der is not None]
+    der = sum(ders, sm.DerCounts()) if ders else None
+    units = {p.unit for p in pairs}
+    n = len(pairs)
+    return {
+        "n": n, "unit": units.pop() if len(units) == 1 else "mixed",
+        "cp_error_rate": cp.rate, "cp_errors": cp.errors, "cp_length": cp.length,
+        "cp_substitutions": cp.substitutions, "cp_deletions": cp.deletions, "cp_insertions": cp.insertions,
+        "error_rate": agn.rate, "wder": wd.rate, "wder_wrong": wd.wrong, "wder_aligned": wd.aligned,
+        "speaker_count_abs": spk.absolute / n, "speaker_count_signed": spk.signed / n,
+        "speaker_count_exact": sum(p.speakers.absolute == 0 for p in pairs) / n,
+        "der": der.rate if der else None, "der_missed": der.missed if der else None,
+        "der_false_alarm": der.false_alarm if der else None, "der_confusion": der.confusion if der else None,
+        "der_total": der.total if der else None, "der_n": len(ders),
+        "degenerate": sum(f.degenerate for f in flags) / n,
+    }
+
+
+# ----------------------------------------------------------------------------- turn tags
+
+
+def parse_turn_tag(text: str | None, labels: Sequence[str] = tm.TURN_TAGS) -> str:
+    """The tag a model output names: `<COMPLETE>` (or the bare word, any case) -> `COMPLETE`.
+
+    No tag, or several different ones, gives `turn_metrics.OTHER`.
+    """
+    if text is None:
+        return tm.OTHER
+    found = {t for t in labels if f"<{t}>" in text}
+    if len(found) == 1:
+        return found.pop()
+    if not found:
+        bare = text.strip().strip("<>").upper()
+        if bare in labels:
+            return bare
+    return tm.OTHER
+
+
+def score_turn_tags(samples: Iterable[Sample], *, labels: Sequence[str] = tm.TURN_TAGS,
+                    degeneration: dg.DegenerationConfig = dg.DEFAULT, source: str | None = None) -> Scores:
+    """Score turn-tag predictions (three classes by default).
+
+    Each sample: `id`, `reference` (or `label`, as in turn_tags.jsonl: `complete`, `COMPLETE` or
+    `<COMPLETE>`), `hypothesis` (the model output, parsed by `parse_turn_tag`), `language`;
+    optional `set` and `group` (e.g. a language pair, default: none).
+    """
+    samples = _check_samples(samples, source, ("reference|label", "hypothesis"))
+    labels = list(labels)
+    truth, pred, flags, rows = [], [], [], []
+    allowed = [f"<{t}>" for t in labels]
+    for k, s in enumerate(samples):
+        ref = s.get("reference", s.get("label"))
+        t = parse_turn_tag(str(ref), labels)
+        if t == tm.OTHER:
+            raise AdaptkitError(f"{source or 'samples'}: sample {_sid(s, k)!r}: reference label {ref!r} "
+                                f"is not one of {', '.join(labels)}")
+        hyp = _text(s, "hypothesis", k, source)
+        p = parse_turn_tag(hyp, labels)
+        f = dg.check(hyp, None, allowed, s.get("ended_with_eos"), s.get("language"), degeneration)
+        truth.append(t)
+        pred.append(p)
+        flags.append(f)
+        rows.append({"id": _sid(s, k), "language": s.get("language"), "set": s.get("set"), "group": s.get("group"),
+                     "reference": t, "prediction": p, "correct": t == p, "flags": f.fired()})
+    groups = _groups(samples, ("language", "set", "group"))
+
+    def metrics(idx: Sequence[int]) -> dict[str, Any]:
+        m = tm.multiclass_metrics([truth[k] for k in idx], [pred[k] for k in idx], labels)
+        m["degenerate"] = sum(flags[k].degenerate for k in idx) / len(idx)
+        return m
+
+    return Scores(task="turn_tags", overall=metrics(range(len(samples))),
+                  breakdowns={key: {v: metrics(idx) for v, idx in by.items()} for key, by in groups.items()},
+                  degeneration=_degeneration(flags, groups), rows=rows, extra={"labels": labels})
+
+
+# ----------------------------------------------------------------------------- turn end
+
+
+def score_turn_end(samples: Iterable[Sample], *, threshold: float = 0.5,
+                   thresholds: Sequence[float] = tm.SWEEP, source: str | None = None) -> Scores:
+    """Score turn-end probabilities.
+
+    Each sample: `id`, `reference` (or `ended`, as in turn_end.jsonl: true when the turn is
+    complete), `probability` (of "complete", in [0, 1]), `language`; optional `set` and `group`.
+    """
+    samples = _check_samples(samples, source, ("reference|ended", "probability"))
+    y, p, rows = [], [], []
+    for k, s in enumerate(samples):
+        ref = s.get("reference", s.get("ended"))
+        prob = s["probability"]
+        if not isinstance(ref, (bool, int)) or isinstance(ref, int) and ref not in (0, 1):
+            raise AdaptkitError(f"{source or 'samples'}: sample {_sid(s, k)!r}: reference must be true/false, got {ref!r}")
+        if isinstance(prob, bool) or not isinstance(prob, (int, float)) or not (0.0 <= prob <= 1.0) or math.isnan(prob):
+            raise AdaptkitError(f"{source or 'samples'}: sample {_sid(s, k)!r}: probability must be a number "
+                                f"in [0, 1], got {prob!r}")
+        y.append(bool(ref))
+        p.append(float(prob))
+        rows.append({"id": _sid(s, k), "language": s.get("language"), "set": s.get("set"), "group": s.get("group"),
+                     "reference": bool(ref), "probability": float(prob), "correct": (prob >= threshold) == bool(ref)})
+    groups = _groups(samples, ("language", "set", "group"))
+
+    def metrics(idx: Sequence[int]) -> dict[str, Any]:
+        return tm.binary_metrics([y[k] for k in idx], [p[k] for k in idx], threshold)
+
+    return Scores(task="turn_end", overall=metrics(range(len(samples))),
+                  breakdowns={key: {v: metrics(idx) for v, idx in by.items()} for key, by in groups.items()},
+                  degeneration={}, rows=rows,
+                  extra={"sweep": tm.threshold_sweep(y, p, thresholds), "distribution": tm.probability_distribution(y, p)})
+
+
+# ----------------------------------------------------------------------------- reports
+
+
+_TITLES = {"speaker_asr": "Speaker-attributed ASR", "turn_tags": "Turn tags", "turn_end": "Turn end"}
+
+
+def _pick(m: Mapping[str, Any], keys: Sequence[str]) -> dict[str, Any]:
+    return {k: m.get(k) for k in keys}
+
+
+def _headline(scores: Scores, keys: Sequence[str]) -> list[dict[str, Any]]:
+    rows = [{"subset": "all", **_pick(scores.overall, keys)}]
+    for value, m in scores.breakdowns.get("set", {}).items():
+        rows.append({"subset": value, **_pick(m, keys)})
+    return rows
+
+
+def _breakdown_sections(report: Report, scores: Scores, keys: Sequence[str], plot_keys: Sequence[str]) -> None:
+    for key, by in scores.breakdowns.items():
+        rows = [{key: v, **_pick(m, keys)} for v, m in by.items()]
+        plots = [Plot(f"by_{key}", "bar", f"By {key}", rows, x=key, y=list(plot_keys))] if key == "language" else []
+        report.add(f"By {key}", rows, plots=plots)
+
+
+def _speaker_report(scores: Scores, title: str, meta: dict[str, Any]) -> Report:
+    keys = ("n", "unit", "cp_error_rate", "error_rate", "wder", "der", "speaker_count_abs", "degenerate")
+    report = Report(title, _headline(scores, keys), meta={**meta, "allowed_tokens": scores.extra.get("allowed_tokens")})
+    _breakdown_sections(report, scores, keys, ("cp_error_rate", "wder", "der"))
+    _degeneration_section(report, scores)
+    report.add("Samples", scores.rows, markdown=False)
+    worst = sorted(scores.rows, key=lambda r: -(r["cp_error_rate"] or 0))[:10]
+    report.add("Worst samples", [_pick(r, ("id", "language", "set", "cp_error_rate", "wder", "flags")) for r in worst])
+    return report
+
+
+def _degeneration_section(report: Report, scores: Scores) -> None:
+    rows = [{"subset": "all", **scores.degeneration["overall"]}]
+    rows += [{"subset": v, **r} for v, r in scores.degeneration.get("set", {}).items()]
+    report.add("Degeneration", rows, text="Share of outputs flagged by each check (see adaptkit.eval.degeneration).")
+
+
+def _turn_tags_report(scores: Scores, title: str, meta: dict[str, Any]) -> Report:
+    keys = ("n", "accuracy", "macro_f1", "other", "degenerate")
+    report = Report(title, _headline(scores, keys), meta=meta)
+    labels = scores.extra["labels"]
+    per_class = [{"class": c, **scores.overall["per_class"][c]} for c in labels]
+    conf = scores.overall["confusion"]
+    report.add("Per class", per_class, plots=[Plot("confusion", "matrix", "Confusion matrix (rows: true)",
+                                                   matrix=conf["matrix"], row_labels=conf["true"],
+                                                   col_labels=conf["predicted"], xlabel="predicted", ylabel="true")])
+    report.add("Confusion matrix", [{"true": t, **dict(zip(conf["predicted"], row))}
+                                    for t, row in zip(conf["true"], conf["matrix"])])
+    _breakdown_sections(report, scores, keys, ("accuracy", "macro_f1"))
+    _degeneration_section(report, scores)
+    report.add("Samples", scores.rows, markdown=False)
+    return report
+
+
+def _turn_end_report(scores: Scores, title: str, meta: dict[str, Any]) -> Report:
+    keys = ("n", "threshold", "accuracy", "precision", "recall", "f1", "accuracy_complete", "accuracy_incomplete")
+    report = Report(title, _headline(scores, keys), meta=meta)
+    sweep = scores.extra["sweep"]
+    report.add("Threshold sweep", [_pick(r, keys[1:]) for r in sweep],
+               plots=[Plot("threshold_sweep", "line", "Threshold sweep", sweep, x="threshold",
+                           y=["accuracy", "precision", "recall", "f1"])])
+    report.add("Probability by true class", [{"class": c, **d} for c, d in scores.extra["distribution"].items()])
+    _breakdown_sections(report, scores, keys, ("accuracy", "f1"))
+    report.add("Samples", scores.rows, markdown=False)
+    return report
+
+
+_REPORTERS: dict[str, Callable[[Scores, str, dict[str, Any]], Report]] = {
+    "speaker_asr": _speaker_report, "turn_tags": _turn_tags_report, "turn_end": _turn_end_report}
