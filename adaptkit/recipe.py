@@ -31,7 +31,7 @@ from adaptkit.errors import AdaptkitError
 from adaptkit.freeze.spec import AddTokens, FreezeSpec, closest, parse_spec
 
 DEFAULT = "default"  # the embedded tiny recipe, used when no file is given
-TASKS = ("speaker_asr", "turn_tags")
+TASKS = ("speaker_asr", "turn_tags", "turn_end")
 
 
 @dataclass

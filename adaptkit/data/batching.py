@@ -22,12 +22,17 @@ class Encoded:
     sample: Sample
     input_ids: list[int]
     labels: list[int]
-    features: torch.Tensor
-    """Log-mel features (n_mels, frames)."""
+    features: torch.Tensor | None
+    """Log-mel features (n_mels, frames); None for a text-only sample."""
 
 
 def encode(sample: Sample, family: ModuleType, tokenizer, feature_extractor, target: str, system: str, sample_rate: int) -> Encoded:
-    """Audio -> features; prompt (masked from the loss) + target + eos -> ids and labels."""
+    """Audio -> features; prompt (masked from the loss) + target + eos -> ids and labels.
+
+    A text-only sample (no audio) is the target alone, every token supervised."""
+    if sample.audio is None:
+        ids = tokenizer(target, add_special_tokens=False)["input_ids"]
+        return Encoded(sample, ids, list(ids), None)
     wave = load_audio(sample.audio, sample_rate, sample.start, sample.end)
     feats = family.features(feature_extractor, wave)
     n_audio = family.audio_token_count(feats.shape[-1])
@@ -39,21 +44,24 @@ def encode(sample: Sample, family: ModuleType, tokenizer, feature_extractor, tar
 def collate(items: list[Encoded], pad_id: int) -> dict:
     """Right-padded tensors; `index` keeps the dataset positions for the encoder cache."""
     width = max(len(x.input_ids) for x in items)
-    frames = max(x.features.shape[-1] for x in items)
     batch = {
         "input_ids": torch.full((len(items), width), pad_id, dtype=torch.long),
         "labels": torch.full((len(items), width), IGNORE, dtype=torch.long),
         "attention_mask": torch.zeros((len(items), width), dtype=torch.long),
-        "input_features": torch.zeros((len(items), items[0].features.shape[0], frames)),
-        "feature_attention_mask": torch.zeros((len(items), frames), dtype=torch.long),
     }
     for i, x in enumerate(items):
-        n, f = len(x.input_ids), x.features.shape[-1]
+        n = len(x.input_ids)
         batch["input_ids"][i, :n] = torch.tensor(x.input_ids)
         batch["labels"][i, :n] = torch.tensor(x.labels)
         batch["attention_mask"][i, :n] = 1
-        batch["input_features"][i, :, :f] = x.features
-        batch["feature_attention_mask"][i, :f] = 1
+    if items[0].features is None:  # a text-only batch
+        return batch
+    frames = max(x.features.shape[-1] for x in items)
+    batch["input_features"] = torch.zeros((len(items), items[0].features.shape[0], frames))
+    batch["feature_attention_mask"] = torch.zeros((len(items), frames), dtype=torch.long)
+    for i, x in enumerate(items):
+        batch["input_features"][i, :, : x.features.shape[-1]] = x.features
+        batch["feature_attention_mask"][i, : x.features.shape[-1]] = 1
     return batch
 
 

@@ -47,17 +47,22 @@ def _audio_info(path: Path, where: str):
         raise AdaptkitError(f"{where}: cannot read audio {path} ({str(err).splitlines()[0]})")
 
 
-def parse_line(raw: str, where: str, base: Path, allowed_tokens: set[str], require: tuple[str, ...]) -> Sample:
-    """One manifest line as a Sample; any problem is an AdaptkitError naming `where`."""
+def parse_line(raw: str, where: str, base: Path, allowed_tokens: set[str], require: tuple[str, ...], audio: bool = True) -> Sample:
+    """One manifest line as a Sample; any problem is an AdaptkitError naming `where`.
+
+    Text-only lines (`audio=False`, e.g. end-of-turn conversations) need only the `require` keys."""
     try:
         data = json.loads(raw)
     except json.JSONDecodeError as err:
         raise AdaptkitError(f"{where}: not valid JSON ({err.msg} at column {err.colno})")
     if not isinstance(data, dict):
         raise AdaptkitError(f"{where}: expected a JSON object, got {type(data).__name__}")
-    for key in ("audio", "text", *require):
+    for key in (("audio", "text") if audio else ()) + tuple(require):
         if key not in data:
             raise AdaptkitError(f"{where}: missing key {key!r}")
+    if not audio:
+        return Sample(id=str(data.get("id", where)), where=where, audio=None, text=data.get("text", ""),
+                      language=data.get("language"), fields=data)
     text = data["text"]
     if not isinstance(text, str) or not text.strip():
         raise AdaptkitError(f"{where}: empty text")
@@ -78,7 +83,8 @@ def parse_line(raw: str, where: str, base: Path, allowed_tokens: set[str], requi
 
 
 def read_manifest(path: str | Path, allowed_tokens: set[str], on_bad_sample: str = "error",
-                  require: tuple[str, ...] = (), check: Callable[[Sample], None] | None = None) -> tuple[list[Sample], list[str]]:
+                  require: tuple[str, ...] = (), check: Callable[[Sample], None] | None = None,
+                  audio: bool = True) -> tuple[list[Sample], list[str]]:
     """Read and check every line. Returns (samples, skipped messages); with on_bad_sample 'error'
     the first bad line raises instead."""
     path = Path(path)
@@ -92,7 +98,7 @@ def read_manifest(path: str | Path, allowed_tokens: set[str], on_bad_sample: str
             continue
         where = f"{path}:{number}"
         try:
-            sample = parse_line(raw, where, path.parent, allowed_tokens, require)
+            sample = parse_line(raw, where, path.parent, allowed_tokens, require, audio)
             if check:
                 check(sample)
             samples.append(sample)

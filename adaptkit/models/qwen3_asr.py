@@ -89,12 +89,13 @@ def project(model: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
     return tower.proj2(tower.act(tower.proj1(hidden)))
 
 
-def llm_hidden(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, audio_embeds: torch.Tensor) -> torch.Tensor:
-    """Last hidden states of the LLM with the audio embeddings placed at the placeholders."""
+def llm_hidden(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, audio_embeds: torch.Tensor | None) -> torch.Tensor:
+    """Last hidden states of the LLM with the audio embeddings placed at the placeholders (none: text only)."""
     thinker = model.thinker
     embeds = thinker.get_input_embeddings()(input_ids)
-    mask = (input_ids == thinker.config.audio_token_id).unsqueeze(-1).expand_as(embeds)
-    embeds = embeds.masked_scatter(mask, audio_embeds.to(embeds.dtype))
+    if audio_embeds is not None:
+        mask = (input_ids == thinker.config.audio_token_id).unsqueeze(-1).expand_as(embeds)
+        embeds = embeds.masked_scatter(mask, audio_embeds.to(embeds.dtype))
     position_ids, _ = thinker.get_rope_index(attention_mask)
     return thinker.model(inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids, use_cache=False).last_hidden_state
 

@@ -2,6 +2,7 @@
 
 Each task module offers `REQUIRE` (manifest keys beyond audio and text), `check(sample)` (raises
 AdaptkitError for a sample the task cannot use) and `target(sample) -> str` (the assistant text).
+A text-only task sets `AUDIO = False` and may offer `for_training(samples)` to choose what trains.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from types import ModuleType
 
 from adaptkit.errors import AdaptkitError
 
-TASKS = {"speaker_asr": "adaptkit.tasks.speaker_asr", "turn_tags": "adaptkit.tasks.turn_tags"}
+TASKS = {"speaker_asr": "adaptkit.tasks.speaker_asr", "turn_tags": "adaptkit.tasks.turn_tags", "turn_end": "adaptkit.tasks.turn_end"}
 
 
 def task(name: str) -> ModuleType:

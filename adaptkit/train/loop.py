@@ -108,7 +108,7 @@ def _manifests(recipe: Recipe, out: Path, accelerator) -> tuple[str, str | None]
 
 def _read(recipe: Recipe, path: str, allowed: set[str], training: bool) -> tuple[list[Sample], list[str]]:
     d, t = recipe.data, task_module(recipe.task)
-    samples, skipped = read_manifest(path, allowed, d.on_bad_sample, t.REQUIRE, t.check)
+    samples, skipped = read_manifest(path, allowed, d.on_bad_sample, t.REQUIRE, t.check, getattr(t, "AUDIO", True))
     for s in samples:
         if s.duration > d.max_audio_seconds:
             msg = f"{s.where}: audio of {s.duration:.1f} s is longer than data.max_audio_seconds ({d.max_audio_seconds})"
@@ -116,6 +116,8 @@ def _read(recipe: Recipe, path: str, allowed: set[str], training: bool) -> tuple
                 raise AdaptkitError(msg)
             skipped.append(msg)
     samples = [s for s in samples if s.duration <= d.max_audio_seconds]
+    if hasattr(t, "for_training"):
+        samples = t.for_training(samples)
     if training:
         samples = filter_samples(samples, d.filters)
         if d.downsample:
@@ -178,11 +180,14 @@ def _run(recipe: Recipe, resume: bool) -> Summary:
         return encode(s, fam, tok, loaded.feature_extractor, target(s, recipe.language), recipe.prompt, recipe.data.sample_rate)
 
     weights = sample_weights(samples, recipe.data.weight_field) if recipe.data.weight_field else None
-    sampler = BucketBatchSampler([round(s.duration * 100) for s in samples], t.batch_size, t.seed, True, weights, recipe.data.max_weight)
+    def length(s: Sample) -> int:  # the bucketing key: centiseconds of audio, or characters of text
+        return round(s.duration * 100) if s.audio is not None else len(target(s, recipe.language))
+
+    sampler = BucketBatchSampler([length(s) for s in samples], t.batch_size, t.seed, True, weights, recipe.data.max_weight)
     loader = DataLoader(_Samples(samples, encode_one), batch_sampler=sampler, collate_fn=_collate(tok.pad_token_id))
     dev_loader = None
     if dev_samples:
-        dev_sampler = BucketBatchSampler([round(s.duration * 100) for s in dev_samples], t.batch_size, shuffle=False)
+        dev_sampler = BucketBatchSampler([length(s) for s in dev_samples], t.batch_size, shuffle=False)
         dev_loader = DataLoader(_Samples(dev_samples, encode_one), batch_sampler=dev_sampler, collate_fn=_collate(tok.pad_token_id))
 
     trains_encoder = encoder_trains(model)

@@ -55,14 +55,7 @@ class SpeechLMLoss(nn.Module):
         return out
 
     def forward(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        states = self.audio_states(batch)
-        placeholders = (batch["input_ids"] == self.family.audio_token_id(self.model)).sum(dim=1).tolist()
-        for k, (s, n) in enumerate(zip(states, placeholders)):
-            if s.shape[0] != n:
-                i = int(batch["index"][k])
-                where = self.where[i] if i < len(self.where) else f"sample {i}"
-                raise AdaptkitError(f"{where}: {n} audio placeholders but the encoder gives {s.shape[0]} states")
-        audio = self.family.project(self.model, torch.cat(states))
+        audio = self.audio_embeddings(batch) if "input_features" in batch else None
         hidden = self.family.llm_hidden(self.model, batch["input_ids"], batch["attention_mask"], audio)
         targets = batch["labels"][:, 1:]
         chosen = targets != IGNORE
@@ -73,6 +66,17 @@ class SpeechLMLoss(nn.Module):
         for token, weight in self.token_weights.items():
             weights = torch.where(targets == token, torch.full_like(weights, weight), weights)
         return (losses * weights).sum(), weights.sum()
+
+    def audio_embeddings(self, batch: dict) -> torch.Tensor:
+        """Projected audio states of the batch, after checking each sample's placeholder count."""
+        states = self.audio_states(batch)
+        placeholders = (batch["input_ids"] == self.family.audio_token_id(self.model)).sum(dim=1).tolist()
+        for k, (s, n) in enumerate(zip(states, placeholders)):
+            if s.shape[0] != n:
+                i = int(batch["index"][k])
+                where = self.where[i] if i < len(self.where) else f"sample {i}"
+                raise AdaptkitError(f"{where}: {n} audio placeholders but the encoder gives {s.shape[0]} states")
+        return self.family.project(self.model, torch.cat(states))
 
 
 def encoder_trains(model: nn.Module) -> bool:

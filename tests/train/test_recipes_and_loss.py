@@ -76,3 +76,21 @@ def test_turn_tags_train_with_weights_downsampling_and_filters(calls, tmp_path):
     assert summary.steps == 3
     adapter = json.loads((tmp_path / "run" / "adapter" / "adaptkit_adapter.json").read_text())
     assert list(adapter["token_rows"]) == ["<COMPLETE>", "<INCOMPLETE>", "<BACKCHANNEL>"]
+
+
+def test_turn_end_trains_on_complete_conversations_only(calls, tmp_path):
+    import json
+
+    manifest = calls / "train" / "turn_end.jsonl"
+    lines = [json.loads(x) for x in manifest.read_text().splitlines()]
+    assert {x["ended"] for x in lines} == {True, False}
+    recipe = Recipe.load(RECIPES / "tiny" / "turn_end.yaml", [
+        "data.synth=null", f"data.train={manifest}", "train.max_steps=3", "train.eval_every=0", f"output_dir={tmp_path / 'run'}"])
+    summary = run(recipe)
+    assert summary.steps == 3 and summary.final_loss > 0
+    from adaptkit.tasks import turn_end
+
+    samples, _ = read_manifest(manifest, set(), require=turn_end.REQUIRE, check=turn_end.check, audio=False)
+    kept = turn_end.for_training(samples)
+    assert 0 < len(kept) < len(samples) and all(s.fields["ended"] for s in kept)
+    assert turn_end.render([{"role": "user", "content": "hi"}], close_last=False) == "<|im_start|>user\nhi"
