@@ -94,7 +94,8 @@ def train(recipe: str | None, overrides: tuple[str, ...], resume: bool, force: b
 @click.option("--hypotheses", type=click.Path(dir_okay=False), default=None, help="Score an earlier decoded.jsonl instead of decoding.")
 @click.option("--batch-size", type=int, default=8, show_default=True)
 @click.option("--limit", type=int, default=None, help="Decode at most this many samples per manifest.")
-def eval_(target, data, out, task, hypotheses, batch_size, limit) -> None:
+@click.option("--no-adapter", is_flag=True, help="With a recipe: score its base model, without the trained adapter.")
+def eval_(target, data, out, task, hypotheses, batch_size, limit, no_adapter) -> None:
     """Decode test sets with TARGET (recipe, adapter folder or checkpoint) and write a report.
 
     The report folder holds report.md (headline table first), report.json, plots/ and decoded.jsonl.
@@ -109,10 +110,29 @@ def eval_(target, data, out, task, hypotheses, batch_size, limit) -> None:
     if out is None:
         base = Path(hypotheses).parent if hypotheses else (Path(target).parent if Path(target).is_file() else Path(target))
         out = base / "eval"
-    scores = evaluate(target, list(data), out, task, hypotheses, batch_size, limit)
+    scores = evaluate(target, list(data), out, task, hypotheses, batch_size, limit, adapter=not no_adapter)
     head = {k: v for k, v in scores.overall.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     click.echo(f"scored {len(scores.rows)} samples; report in {out}/report.md")
     click.echo(", ".join(f"{k} {v:.4g}" for k, v in list(head.items())[:8]))
+
+
+@main.command(name="compare")
+@click.argument("recipe", type=click.Path(dir_okay=False))
+@click.argument("overrides", nargs=-1)
+@click.option("--variant", "variants", multiple=True, help="A variant name (shipped: projector, lora, lora_all, projector_lora, tokens, or one from --variants).")
+@click.option("--variants", "variants_file", type=click.Path(dir_okay=False), default=None, help="A compare YAML: variants: {name: freezing spec}.")
+@click.option("--test", "tests", multiple=True, help="Test manifest (default: the recipe's in-domain and out-of-domain sets).")
+@click.option("--out", type=click.Path(file_okay=False), default="compare", show_default=True)
+@click.option("--no-share", is_flag=True, help="Do not share cached encoder outputs between variants.")
+@click.option("--limit", type=int, default=None, help="Score at most this many samples per test set.")
+def compare_(recipe, overrides, variants, variants_file, tests, out, no_share, limit) -> None:
+    """Train every variant of RECIPE on the same data and budget, score them, write one report."""
+    from adaptkit.compare import compare
+
+    results = compare(recipe, list(variants), out, variants_file, list(tests), list(overrides), not no_share, limit)
+    for r in results:
+        click.echo(f"{r.name}: {r.status}" + (f", cp_error_rate {r.scores.get('all', {}).get('cp_error_rate')}" if r.scores else ""))
+    click.echo(f"report: {out}/report/report.md")
 
 
 def _register() -> None:

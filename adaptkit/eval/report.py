@@ -16,7 +16,7 @@ from typing import Any, Literal, Mapping, Sequence
 from adaptkit.atomic import atomic_dir
 from adaptkit.errors import AdaptkitError
 
-REPORT_FILES = ("report.json", "report.md", "plots", "decoded.jsonl")
+REPORT_FILES = ("report.json", "report.md", "report.html", "plots", "decoded.jsonl")
 """What `Report.write` puts in its folder."""
 
 
@@ -98,6 +98,33 @@ class Report:
             if s.plots:
                 out.append("")
         return "\n".join(out).rstrip() + "\n"
+
+    def to_html(self) -> str:
+        """A standalone HTML page: the same content as the Markdown, plots inline by file name."""
+        from html import escape
+
+        def table(rows: Sequence[Mapping[str, Any]]) -> str:
+            cols = list(dict.fromkeys(k for r in rows for k in r))
+            head = "".join(f"<th>{escape(str(c))}</th>" for c in cols)
+            body = "".join("<tr>" + "".join(f"<td>{escape(_cell(r.get(c)))}</td>" for c in cols) + "</tr>" for r in rows)
+            return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+        out = [f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(self.title)}</title>",
+               "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin:1em 0}"
+               "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#eee}</style></head><body>",
+               f"<h1>{escape(self.title)}</h1>"]
+        if self.headline:
+            out.append(table(self.headline))
+        if self.meta:
+            out.append("<ul>" + "".join(f"<li>{escape(str(k))}: {escape(_cell(v))}</li>" for k, v in self.meta.items()) + "</ul>")
+        for s in self.sections:
+            out.append(f"<h2>{escape(s.name)}</h2>")
+            if s.text:
+                out.append(f"<p>{escape(s.text)}</p>")
+            if s.rows and s.markdown:
+                out.append(table(s.rows))
+            out += [f"<img src='plots/{p.name}.png' alt='{escape(p.title or p.name)}'>" for p in s.plots]
+        return "\n".join(out + ["</body></html>"]) + "\n"
 
     def write(self, folder: str | Path, files: Mapping[str, str] | None = None) -> Path:
         """Write report.json, report.md, plots/*.png and `files` (name -> text, e.g. decoded.jsonl)

@@ -32,11 +32,16 @@ class Target:
     name: str
 
 
-def load_target(path: str | Path, task: str | None = None) -> Target:
-    """Build the model that `path` names: a recipe, an adapter folder or a merged checkpoint."""
+def load_target(path: str | Path, task: str | None = None, adapter: bool = True) -> Target:
+    """Build the model that `path` names: a recipe, an adapter folder or a merged checkpoint.
+
+    With `adapter=False` a recipe gives its base model as it is (the reference row of a comparison)."""
     path = Path(path)
     if path.suffix in (".yaml", ".yml"):
         recipe = Recipe.load(path)
+        if not adapter:
+            tokens = set(recipe.new_tokens.tokens) if recipe.new_tokens else set()  # in the references, not in the base
+            return Target(load(recipe.model), task or recipe.task, recipe.language, recipe.prompt, tokens, f"{path} (base, no adapter)")
         adapter = (recipe.output_dir or Path("runs") / "adaptkit") / "adapter"
         if not adapter.is_dir():
             raise AdaptkitError(f"{path}: no trained adapter in {adapter}; run adaptkit train {path} first")
@@ -129,7 +134,7 @@ def read_hypotheses(path: str | Path) -> list[dict]:
 
 
 def evaluate(target: str | Path | None, data: list[str], out: str | Path, task: str | None = None,
-             hypotheses: str | Path | None = None, batch_size: int = 8, limit: int | None = None):
+             hypotheses: str | Path | None = None, batch_size: int = 8, limit: int | None = None, adapter: bool = True):
     """Decode (or read) and score; write report.json, report.md, plots and decoded.jsonl into `out`."""
     if hypotheses:
         rows = read_hypotheses(hypotheses)
@@ -137,7 +142,7 @@ def evaluate(target: str | Path | None, data: list[str], out: str | Path, task: 
     else:
         if not data:
             raise AdaptkitError("eval: give at least one --data manifest (or --hypotheses)")
-        t = load_target(target, task)
+        t = load_target(target, task, adapter)
         rows, name, task = decode_sets(t, data, batch_size, limit), t.name, t.task
     scores = score_rows(rows, task, str(hypotheses or ", ".join(data)))
     decoded = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
