@@ -138,6 +138,9 @@ class TrainSection:
     """Log loss and learning rate every N steps."""
     token_loss_weights: dict[str, float] = field(default_factory=dict)
     """Loss weight per target token, e.g. {"<COMPLETE>": 5.0}; other supervised tokens weigh 1."""
+    ctc_weight: float = 0.0
+    """Weight of an auxiliary CTC loss of a linear head on the audio embeddings (0: off). The head
+    trains with the model but is never saved in the adapter or the merged checkpoint."""
     encoder_cache: bool = True
     """Keep encoder outputs across epochs when nothing in the encoder trains."""
     encoder_cache_dir: str | None = None

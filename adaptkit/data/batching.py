@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import Sampler
 
 from adaptkit.data.audio import load_audio
-from adaptkit.data.manifest import Sample
+from adaptkit.data.manifest import CONTROL_TOKEN, Sample
 
 IGNORE = -100
 
@@ -24,9 +24,12 @@ class Encoded:
     labels: list[int]
     features: torch.Tensor | None
     """Log-mel features (n_mels, frames); None for a text-only sample."""
+    ctc_ids: list[int] | None = None
+    """Token ids of the plain transcript (control tokens removed), for an auxiliary CTC loss."""
 
 
-def encode(sample: Sample, family: ModuleType, tokenizer, feature_extractor, target: str, system: str, sample_rate: int) -> Encoded:
+def encode(sample: Sample, family: ModuleType, tokenizer, feature_extractor, target: str, system: str, sample_rate: int,
+           ctc: bool = False) -> Encoded:
     """Audio -> features; prompt (masked from the loss) + target + eos -> ids and labels.
 
     A text-only sample (no audio) is the target alone, every token supervised."""
@@ -38,7 +41,8 @@ def encode(sample: Sample, family: ModuleType, tokenizer, feature_extractor, tar
     n_audio = family.audio_token_count(feats.shape[-1])
     prompt = family.prompt_ids(tokenizer, n_audio, sample.prompt or system)
     answer = tokenizer(target, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-    return Encoded(sample, prompt + answer, [IGNORE] * len(prompt) + answer, feats)
+    ctc_ids = tokenizer(" ".join(CONTROL_TOKEN.sub(" ", sample.text).split()), add_special_tokens=False)["input_ids"] if ctc else None
+    return Encoded(sample, prompt + answer, [IGNORE] * len(prompt) + answer, feats, ctc_ids)
 
 
 def collate(items: list[Encoded], pad_id: int) -> dict:
@@ -62,6 +66,11 @@ def collate(items: list[Encoded], pad_id: int) -> dict:
     for i, x in enumerate(items):
         batch["input_features"][i, :, : x.features.shape[-1]] = x.features
         batch["feature_attention_mask"][i, : x.features.shape[-1]] = 1
+    if items[0].ctc_ids is not None:
+        longest = max(len(x.ctc_ids) for x in items)
+        batch["ctc_labels"] = torch.full((len(items), longest), IGNORE, dtype=torch.long)
+        for i, x in enumerate(items):
+            batch["ctc_labels"][i, : len(x.ctc_ids)] = torch.tensor(x.ctc_ids, dtype=torch.long)
     return batch
 
 

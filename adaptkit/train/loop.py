@@ -177,7 +177,8 @@ def _run(recipe: Recipe, resume: bool) -> Summary:
     target = task_module(recipe.task).target
 
     def encode_one(s: Sample) -> Encoded:
-        return encode(s, fam, tok, loaded.feature_extractor, target(s, recipe.language), recipe.prompt, recipe.data.sample_rate)
+        return encode(s, fam, tok, loaded.feature_extractor, target(s, recipe.language), recipe.prompt, recipe.data.sample_rate,
+                      ctc=t.ctc_weight > 0)
 
     weights = sample_weights(samples, recipe.data.weight_field) if recipe.data.weight_field else None
     def length(s: Sample) -> int:  # the bucketing key: centiseconds of audio, or characters of text
@@ -201,9 +202,16 @@ def _run(recipe: Recipe, resume: bool) -> Summary:
         return EncoderCache([sample_key(s, recipe.data.sample_rate, digest) for s in items], out / t.encoder_cache_dir)
 
     weights_by_token = _token_weights(recipe, tok)
-    module = SpeechLMLoss(model, fam, trains_encoder, weights_by_token, cache_for(samples), [s.where for s in samples])
+    ctc_head = None
+    if t.ctc_weight > 0:
+        if not trains_encoder:
+            log.info("train.ctc_weight: the encoder is frozen, so the CTC head trains the projector only")
+        emb = model.get_submodule(model.adaptkit.cmap.embeddings)
+        ctc_head = torch.nn.Linear(emb.weight.shape[1], emb.weight.shape[0] + 1)  # one more class: the blank
+    module = SpeechLMLoss(model, fam, trains_encoder, weights_by_token, cache_for(samples), [s.where for s in samples],
+                          ctc_head, t.ctc_weight)
     dev_module = SpeechLMLoss(model, fam, trains_encoder, weights_by_token, cache_for(dev_samples), [s.where for s in dev_samples])
-    params = trainable_parameters(model)
+    params = trainable_parameters(model) + (list(ctc_head.parameters()) if ctc_head is not None else [])
     if t.optimizer == "adamw":
         optimizer = torch.optim.AdamW(params, lr=t.lr, betas=tuple(t.betas), weight_decay=t.weight_decay)
     else:
@@ -222,6 +230,8 @@ def _run(recipe: Recipe, resume: bool) -> Summary:
             named = dict(model.named_parameters())
             for name, value in state["adapter"].items():
                 named[name].copy_(value)
+        if ctc_head is not None:
+            ctc_head.load_state_dict(state["ctc_head"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         checkpoint.set_rng_state(state["rng"])
@@ -244,6 +254,7 @@ def _run(recipe: Recipe, resume: bool) -> Summary:
         return checkpoint.save(ckpt_dir, step, {
             "step": step, "epoch": epoch, "batches_done": batches_done, "adapter": adapter_state(model),
             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": checkpoint.rng_state(),
+            "ctc_head": ctc_head.state_dict() if ctc_head is not None else None,
         })
 
     def dev_loss() -> float | None:

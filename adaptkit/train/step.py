@@ -29,8 +29,9 @@ class SpeechLMLoss(nn.Module):
 
     def __init__(self, model: nn.Module, family: ModuleType, encoder_trains: bool,
                  token_weights: dict[int, float] | None = None, cache=None,
-                 where: list[str] | None = None):
+                 where: list[str] | None = None, ctc_head: nn.Linear | None = None, ctc_weight: float = 0.0):
         super().__init__()
+        self.ctc_head, self.ctc_weight = ctc_head, ctc_weight
         self.model = model
         self.family = family
         self.encoder_trains = encoder_trains
@@ -56,6 +57,29 @@ class SpeechLMLoss(nn.Module):
 
     def forward(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         audio = self.audio_embeddings(batch) if "input_features" in batch else None
+        loss_sum, weight_sum = self.language_model_loss(batch, audio)
+        if self.ctc_head is not None and "ctc_labels" in batch:
+            loss_sum = loss_sum + self.ctc_weight * self.ctc_loss(batch, audio) * weight_sum.detach()
+        return loss_sum, weight_sum
+
+    def ctc_loss(self, batch: dict, audio: torch.Tensor) -> torch.Tensor:
+        """Mean CTC loss per target token of a linear head on the audio embeddings (training only).
+
+        It makes a from-scratch Speech-LLM listen: with cross-entropy alone a small model trained on
+        CPU learns the text prior and ignores the audio (measured in REFERENCES.md)."""
+        counts = (batch["input_ids"] == self.family.audio_token_id(self.model)).sum(dim=1)
+        per_sample = torch.split(audio, counts.tolist())
+        logits = nn.utils.rnn.pad_sequence(per_sample, batch_first=True)
+        log_probs = F.log_softmax(self.ctc_head(logits).float(), dim=-1).transpose(0, 1)
+        labels = batch["ctc_labels"]
+        lengths = (labels != IGNORE).sum(dim=1)
+        targets = labels[labels != IGNORE]
+        total = F.ctc_loss(log_probs, targets, counts, lengths, blank=self.ctc_head.out_features - 1,
+                           reduction="sum", zero_infinity=True)
+        return total / lengths.sum().clamp_min(1)
+
+    def language_model_loss(self, batch: dict, audio: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Weighted cross-entropy sum and weight sum at the supervised positions."""
         hidden = self.family.llm_hidden(self.model, batch["input_ids"], batch["attention_mask"], audio)
         targets = batch["labels"][:, 1:]
         chosen = targets != IGNORE

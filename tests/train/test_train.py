@@ -91,3 +91,40 @@ def test_encoder_outputs_are_reused_across_runs_from_disk(make_recipe, monkeypat
     a = load_file(first.output_dir / "adapter" / "adapter.safetensors")
     b = load_file(second.output_dir / "adapter" / "adapter.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)  # cached states give the same training
+
+
+def test_auxiliary_ctc_trains_every_weight_but_is_never_saved(make_recipe):
+    spec = {"train": ["encoder", "projector", "llm", "embeddings", "lm_head"]}
+    recipe = Recipe.load(make_recipe(freeze=spec, train={"max_steps": 3, "ctc_weight": 0.5, "save_every": 2}))
+    summary = run(recipe)
+    assert summary.steps == 3
+    saved = load_file(recipe.output_dir / "adapter" / "adapter.safetensors")
+    assert not any("ctc" in k for k in saved) and any(k.startswith("thinker.audio_tower.layers.") for k in saved)
+    state = torch.load(sorted((recipe.output_dir / "checkpoints").glob("step_*.pt"))[-1], weights_only=False)
+    assert state["ctc_head"]["weight"].shape[0] == saved["thinker.model.embed_tokens.weight"].shape[0] + 1
+
+
+def test_ctc_adds_to_the_loss_and_reaches_the_head(calls):
+    from adaptkit.data.batching import collate, encode
+    from adaptkit.data.manifest import read_manifest
+    from adaptkit.freeze import apply
+    from adaptkit.models import build_tiny, family
+    from adaptkit.models.qwen3_asr import tiny_feature_extractor
+    from adaptkit.tasks import speaker_asr
+    from adaptkit.train.step import SpeechLMLoss
+
+    fam = family("qwen3_asr")
+    model, tok = build_tiny("qwen3_asr")
+    model, _ = apply(model, {"train": ["projector"]}, tokenizer=tok)
+    samples, _ = read_manifest(calls / "train" / "speaker_asr.jsonl", {"<|spk_0|>", "<|spk_1|>"})
+    items = [encode(s, fam, tok, tiny_feature_extractor(), speaker_asr.target(s), "", 16000, ctc=True) for s in samples[:2]]
+    assert "<|spk_0|>" not in tok.decode(items[0].ctc_ids) and len(items[0].ctc_ids) > 5
+    batch = collate(items, tok.pad_token_id)
+    batch["index"] = torch.arange(2)
+    head = torch.nn.Linear(128, model.thinker.lm_head.weight.shape[0] + 1)
+    with torch.no_grad():
+        plain_sum, weight = SpeechLMLoss(model, fam, False)(batch)
+    with_ctc, weight2 = SpeechLMLoss(model, fam, False, ctc_head=head, ctc_weight=0.5)(batch)
+    assert torch.equal(weight, weight2) and with_ctc.item() > plain_sum.item()
+    with_ctc.backward()
+    assert head.weight.grad.abs().sum() > 0 and model.thinker.audio_tower.proj2.weight.grad.abs().sum() > 0
