@@ -1,8 +1,8 @@
 """`adaptkit compare`: train and score freezing variants side by side on one base, data and budget.
 
 Each variant is the base recipe with another freezing spec. It trains and is scored in a process
-of its own, so a failing variant fails alone (its one-line error goes into the report) and its
-peak memory is its own. When no variant trains the encoder, encoder outputs are cached on disk
+of its own, so a failing variant fails alone (its one-line error goes into the report) and the
+peak memory its training reports is its own. When no variant trains the encoder, encoder outputs are cached on disk
 once and shared by every variant (the cache key includes a digest of the encoder weights).
 The base model is scored too, as the reference row.
 """
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import subprocess
 import sys
 import time
@@ -47,6 +46,7 @@ class VariantResult:
     adapter_bytes: int | None = None
     seconds_per_step: float | None = None
     peak_memory_mb: float | None = None
+    """Peak memory of the training process (CUDA allocations on a GPU, else resident set)."""
     wall_seconds: float = 0.0
     scores: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Test set (`all`, `test_id`, ...) -> metric -> value."""
@@ -55,7 +55,9 @@ class VariantResult:
 
 
 def load_variants(names: list[str], file: str | Path | None) -> dict[str, dict[str, Any]]:
-    """Variant name -> raw spec: shipped ones plus those of a compare YAML (`variants: {name: spec}`)."""
+    """Variant name -> raw spec: shipped ones plus those of a compare YAML (`variants: {name: spec}`).
+
+    A variant may also be `{freeze: spec, train: {lr: ...}}` to change training settings too (a sweep)."""
     available = dict(VARIANTS)
     if file:
         try:
@@ -74,16 +76,14 @@ def load_variants(names: list[str], file: str | Path | None) -> dict[str, dict[s
     return {n: available[n] for n in names}
 
 
-def _run(args: list[str], log: Path) -> tuple[int, float, float, str]:
-    """Run `python -m adaptkit.cli ARGS`; returns (exit code, wall seconds, peak RSS in MB, last stderr line)."""
+def _run(args: list[str], log: Path) -> tuple[int, float, str]:
+    """Run `python -m adaptkit.cli ARGS`; returns (exit code, wall seconds, the error line or last stderr line)."""
     start = time.perf_counter()
     with log.open("w") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "adaptkit.cli", *args], stdout=subprocess.DEVNULL, stderr=err)
-        _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
+        code = subprocess.run([sys.executable, "-m", "adaptkit.cli", *args], stdout=subprocess.DEVNULL, stderr=err).returncode
     lines = [x for x in log.read_text().splitlines() if x.strip()]
     last = next((x for x in reversed(lines) if x.startswith("error: ")), lines[-1] if lines else "")
-    return proc.returncode, time.perf_counter() - start, usage.ru_maxrss / 1024, last
+    return code, time.perf_counter() - start, last
 
 
 def _read_scores(report: Path) -> tuple[dict, dict]:
@@ -141,7 +141,8 @@ def compare(recipe_path: str | Path, names: list[str], out: str | Path, variants
         folder.mkdir(parents=True, exist_ok=True)
         result = VariantResult(name)
         results.append(result)
-        recipe = {**raw, "freeze": spec, "output_dir": str(folder / "run")}
+        spec, train = (spec["freeze"], spec.get("train", {})) if "freeze" in spec else (spec, {})
+        recipe = {**raw, "freeze": spec, "train": {**raw["train"], **train}, "output_dir": str(folder / "run")}
         if "freeze" in base.raw and "add_tokens" in (base.raw.get("freeze") or {}) and "add_tokens" not in spec:
             recipe["freeze"] = {**spec, "add_tokens": base.raw["freeze"]["add_tokens"]}
         try:
@@ -151,18 +152,19 @@ def compare(recipe_path: str | Path, names: list[str], out: str | Path, variants
             continue
         path = folder / "recipe.yaml"
         path.write_text(yaml.safe_dump(recipe, allow_unicode=True, sort_keys=False))
-        code, wall, peak, last = _run(["train", str(path), "--force"], folder / "train.log")
-        result.wall_seconds, result.peak_memory_mb = round(wall, 2), round(peak, 1)
+        code, wall, last = _run(["train", str(path), "--force"], folder / "train.log")
+        result.wall_seconds = round(wall, 2)
         if code != 0:
             result.status = f"failed: {last.removeprefix('error: ')}"
             continue
         summary = json.loads((folder / "run" / "summary.json").read_text())
         result.trainable_parameters = summary["trainable_parameters"]
+        result.peak_memory_mb = summary.get("peak_memory_mb")
         result.seconds_per_step = round(summary["seconds"] / max(summary["steps"], 1), 4)
         result.adapter_bytes = sum(f.stat().st_size for f in (folder / "run" / "adapter").iterdir() if f.is_file())
         result.losses = [(x["step"], x["loss"]) for x in map(json.loads, (folder / "run" / "metrics.jsonl").read_text().splitlines())]
         args = ["eval", str(folder / "run" / "adapter"), *sum((["--data", t] for t in test_sets), []), "--out", str(folder / "eval"), *limit_args]
-        code, _, _, last = _run(args, folder / "eval.log")
+        code, _, last = _run(args, folder / "eval.log")
         if code != 0:
             result.status = f"failed: {last.removeprefix('error: ')}"
             continue
@@ -174,8 +176,8 @@ def compare(recipe_path: str | Path, names: list[str], out: str | Path, variants
         path = folder / "recipe.yaml"
         path.write_text(yaml.safe_dump({**raw, "output_dir": str(folder / "run")}, allow_unicode=True, sort_keys=False))
         args = ["eval", str(path), "--no-adapter", *sum((["--data", t] for t in test_sets), []), "--out", str(folder / "eval"), *limit_args]
-        code, wall, peak, last = _run(args, folder / "eval.log")
-        base_result.wall_seconds, base_result.peak_memory_mb = round(wall, 2), round(peak, 1)
+        code, wall, last = _run(args, folder / "eval.log")
+        base_result.wall_seconds = round(wall, 2)
         if code == 0:
             base_result.scores, base_result.degeneration = _read_scores(folder / "eval")
         else:

@@ -48,6 +48,8 @@ class ModelSection:
     """Tiny models only: tie the input embeddings and lm_head."""
     vocab_size: int | None = None
     """Tiny models only: rows of the embedding and lm_head (default: the tiny tokenizer plus 64)."""
+    size: str = "tiny"
+    """Tiny models only: `tiny`, or `small` (Qwen3-ASR: about 3 M parameters, trainable from scratch on CPU)."""
     init_std: float | None = None
     """Tiny models only: init std of the random weights (default: the family's; Qwen3-ASR uses 0.2)."""
     dtype: str = "float32"

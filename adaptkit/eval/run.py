@@ -93,7 +93,8 @@ def decode_sets(target: Target, manifests: list[str], batch_size: int = 8, limit
                      target.prompt, batch_size=batch_size, score_tokens=tags, progress=progress)
         set_name = Path(manifest).parent.name
         for s, d in zip(samples, out):
-            row = {"id": s.id, "set": set_name, "language": s.language or target.language or "", "hypothesis": d.text,
+            sid = f"{set_name}/{s.id}" if len(manifests) > 1 else s.id  # ids repeat across generated sets
+            row = {"id": sid, "set": set_name, "language": s.language or target.language or "", "hypothesis": d.text,
                    "ended_with_eos": d.ended_with_eos, "tokens": d.tokens}
             if target.task == "turn_tags":
                 row.update(reference=s.label, probabilities=d.first_scores)

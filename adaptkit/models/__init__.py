@@ -34,17 +34,18 @@ def family(arch: str) -> ModuleType:
     return importlib.import_module(FAMILIES[arch])
 
 
-def build_tiny(arch: str, *, tied: bool = False, seed: int = 0, vocab_size: int | None = None, init_std: float | None = None):
+def build_tiny(arch: str, *, tied: bool = False, seed: int = 0, vocab_size: int | None = None, init_std: float | None = None,
+               size: str = "tiny"):
     """Build a tiny random model of `arch` and its tokenizer, offline. Returns (model, tokenizer).
 
     `vocab_size` sets the rows of the embedding and lm_head (default: the tokenizer plus 64 spare
     rows); a real-size vocabulary (151,936) makes the output layer cost what it costs on Qwen3.
-    `init_std` sets the weights' init std (default: the family's choice).
+    `init_std` sets the weights' init std (default: the family's choice); `size` picks a preset.
     """
     from adaptkit.models.tokenizer import tiny_tokenizer
 
     tokenizer = tiny_tokenizer()
-    model = family(arch).build_tiny(arch, tokenizer, tied=tied, seed=seed, vocab_size=vocab_size, init_std=init_std)
+    model = family(arch).build_tiny(arch, tokenizer, tied=tied, seed=seed, vocab_size=vocab_size, init_std=init_std, size=size)
     return model, tokenizer
 
 
@@ -87,7 +88,8 @@ class Loaded:
 def load(section) -> Loaded:
     """Build what a recipe's `model` section names."""
     if section.tiny:
-        model, tokenizer = build_tiny(section.tiny, tied=section.tied, vocab_size=section.vocab_size, init_std=section.init_std)
+        model, tokenizer = build_tiny(section.tiny, tied=section.tied, vocab_size=section.vocab_size, init_std=section.init_std,
+                                      size=section.size)
         fe = getattr(family(section.tiny), "tiny_feature_extractor", lambda: None)()
         return Loaded(section.tiny, model, tokenizer, fe)
     arch = section.arch or _arch_of(section.name)

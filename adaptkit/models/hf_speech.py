@@ -87,8 +87,10 @@ def _config(arch: str, tokenizer, tied: bool, vocab_size: int | None = None):
 
 
 def build_tiny(arch: str, tokenizer, tied: bool = False, seed: int = 0, vocab_size: int | None = None,
-               init_std: float | None = None) -> nn.Module:
+               init_std: float | None = None, size: str = "tiny") -> nn.Module:
     """Build a tiny random float32 model of `arch` whose embeddings are tied or not, as asked."""
+    if size != "tiny":
+        raise AdaptkitError(f"model.size: {arch} is built in size 'tiny' only")
     config = _config(arch, tokenizer, tied, vocab_size)
     if init_std:
         for cfg in (config, config.get_text_config()):

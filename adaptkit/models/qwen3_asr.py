@@ -15,6 +15,7 @@ from adaptkit.errors import AdaptkitError
 ARCH = "qwen3_asr"
 AUDIO_TOKEN = "<|audio_pad|>"
 N_MELS = 128
+SIZES = {"tiny": (64, 2, 128, 2), "small": (192, 3, 192, 3)}  # audio d_model, layers; LLM hidden, layers
 INIT_STD = 0.2
 
 
@@ -43,7 +44,14 @@ def load_pretrained(arch: str, name: str, dtype: torch.dtype = torch.float32):
     """Load a Qwen3-ASR checkpoint (hub id or folder). Returns (model, tokenizer, feature extractor, processor)."""
     _, model_cls, processor_cls = _classes()
     model = model_cls.from_pretrained(name, dtype=dtype)
-    processor = processor_cls.from_pretrained(name)
+    try:
+        processor = processor_cls.from_pretrained(name)
+    except (OSError, ValueError, AttributeError, TypeError):
+        # a checkpoint adaptkit merged from a tiny model carries a tokenizer and a feature extractor
+        # but no Qwen3-ASR processor (its tokenizer lacks the processor's audio token attributes)
+        from transformers import AutoTokenizer, WhisperFeatureExtractor
+
+        return model, AutoTokenizer.from_pretrained(name), WhisperFeatureExtractor.from_pretrained(name), None
     return model, processor.tokenizer, processor.feature_extractor, processor
 
 
@@ -123,19 +131,23 @@ def audio_token_count(num_frames: int) -> int:
 
 
 def build_tiny(arch: str, tokenizer, tied: bool = False, seed: int = 0, vocab_size: int | None = None,
-               init_std: float | None = None) -> nn.Module:
-    """A tiny random Qwen3-ASR (audio d_model 64 x 2 layers, LLM hidden 128 x 2 layers)."""
+               init_std: float | None = None, size: str = "tiny") -> nn.Module:
+    """A random Qwen3-ASR of the real classes: `tiny` (audio d_model 64 x 2 layers, LLM hidden 128 x 2)
+    or `small` (192 x 3 and 192 x 3, about 3 M parameters: a base that can learn to transcribe on CPU)."""
+    if size not in SIZES:
+        raise AdaptkitError(f"model.size: unknown size {size!r}; use one of {', '.join(SIZES)}")
+    d_audio, n_audio, d_text, n_text = SIZES[size]
     config_cls, model_cls, _ = _classes()
     vocab = vocab_size or len(tokenizer) + 64  # spare rows, like the real checkpoints
     text = dict(
-        vocab_size=vocab, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, head_dim=32, max_position_embeddings=2048,
+        vocab_size=vocab, hidden_size=d_text, intermediate_size=2 * d_text, num_hidden_layers=n_text,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=d_text // 4, max_position_embeddings=2048,
         rope_scaling={"rope_type": "default", "mrope_section": [8, 4, 4], "interleaved": True},
         tie_word_embeddings=tied, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
     )
     audio = dict(
-        num_mel_bins=N_MELS, d_model=64, encoder_layers=2, encoder_attention_heads=4, encoder_ffn_dim=128,
-        output_dim=128, n_window=50, n_window_infer=400, downsample_hidden_size=32, max_source_positions=1500,
+        num_mel_bins=N_MELS, d_model=d_audio, encoder_layers=n_audio, encoder_attention_heads=4, encoder_ffn_dim=2 * d_audio,
+        output_dim=d_text, n_window=50, n_window_infer=400, downsample_hidden_size=32, max_source_positions=1500,
     )
     thinker = dict(
         audio_config=audio, text_config=text, audio_token_id=tokenizer.convert_tokens_to_ids(AUDIO_TOKEN),

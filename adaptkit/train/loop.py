@@ -49,6 +49,22 @@ class Summary:
     skipped: list[str] = field(default_factory=list)
     output_dir: str = ""
     resumed_from: int | None = None
+    peak_memory_mb: float | None = None
+    """Peak memory of this process: CUDA allocations on a GPU, else the resident set (VmHWM)."""
+
+
+def peak_memory_mb() -> float | None:
+    """Peak memory of this process in MB. VmHWM, unlike ru_maxrss, restarts at exec, so a child
+    process launched from a large parent reports its own peak."""
+    if torch.cuda.is_available():
+        return round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return None
 
 
 class _Samples(Dataset):
@@ -181,6 +197,7 @@ def _run(recipe: Recipe, resume: bool) -> Summary:
                       ctc=t.ctc_weight > 0)
 
     weights = sample_weights(samples, recipe.data.weight_field) if recipe.data.weight_field else None
+
     def length(s: Sample) -> int:  # the bucketing key: centiseconds of audio, or characters of text
         return round(s.duration * 100) if s.audio is not None else len(target(s, recipe.language))
 
@@ -331,7 +348,7 @@ def _run(recipe: Recipe, resume: bool) -> Summary:
     accelerator.wait_for_everyone()
     summary = Summary(steps=step, seconds=round(seconds, 3), trainable_parameters=report.trainable_total,
                       final_loss=loss_value, samples_per_second=round(seen / max(seconds, 1e-9), 2), dev_loss=last_dev,
-                      skipped=skipped, output_dir=str(out), resumed_from=resumed_from)
+                      skipped=skipped, output_dir=str(out), resumed_from=resumed_from, peak_memory_mb=peak_memory_mb())
     if accelerator.is_main_process:
         save_checkpoint(done_in_epoch)
         writer.close()
