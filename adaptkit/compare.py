@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from adaptkit.errors import AdaptkitError
-from adaptkit.freeze.spec import closest, parse_spec
+from adaptkit.freeze.spec import closest
 from adaptkit.recipe import Recipe
 
 # shipped variants: name -> freezing spec (new tokens come from the base recipe's `tokens`)

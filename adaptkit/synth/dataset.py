@@ -18,7 +18,8 @@ from adaptkit.synth.channel import noise_std, telephone
 from adaptkit.synth.config import SPLITS, SynthConfig
 from adaptkit.synth.conversation import MS, make_conversation, render
 from adaptkit.synth.labels import record, rttm
-from adaptkit.synth.manifests import atomic_write, jsonl, speaker_asr_row, turn_end_rows, turn_tag_rows, wav_bytes
+from adaptkit.atomic import atomic_write
+from adaptkit.synth.manifests import jsonl, speaker_asr_row, turn_end_rows, turn_tag_rows, wav_bytes
 from adaptkit.synth.voices import LANGUAGES, Voice, check_language, kana, pick_pair, require_tools, voice_pools
 
 MANIFESTS = ("speaker_asr.jsonl", "turn_tags.jsonl", "turn_end.jsonl")

@@ -1,4 +1,4 @@
-"""The three JSONL task manifests, and atomic file writes.
+"""The three JSONL task manifests.
 
 - speaker_asr.jsonl: {"audio", "text": "<|spk_0|> ... <|spk_1|> ...", "language", "id", "duration"},
   one line per conversation (the Qwen3-ASR fine-tuning fields `audio` and `text`).
@@ -13,9 +13,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import tempfile
-from pathlib import Path
 
 import numpy as np
 import soundfile as sf
@@ -24,21 +21,6 @@ from adaptkit.synth.conversation import Conversation
 from adaptkit.synth.labels import seconds, transcript
 from adaptkit.synth.templates import SCRIPTS
 from adaptkit.synth.voices import SR
-
-
-def atomic_write(path: Path, data: bytes | str) -> None:
-    """Write to a temporary file in the same folder, then rename it over `path`."""
-    data = data.encode() if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def wav_bytes(x: np.ndarray) -> bytes:
