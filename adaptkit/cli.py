@@ -30,6 +30,13 @@ def main() -> None:
     """Fine-tune the adapters of Speech-LLMs: train the projector and new-token rows."""
 
 
+def _recipe_and_overrides(recipe: str | None, overrides: tuple[str, ...]) -> tuple[str | None, tuple[str, ...]]:
+    """`adaptkit plan train.lr=1` means the embedded default recipe with an override."""
+    if recipe and "=" in recipe and not recipe.endswith((".yaml", ".yml")):
+        return None, (recipe, *overrides)
+    return recipe, overrides
+
+
 @main.command()
 @click.argument("recipe", required=False, type=click.Path(dir_okay=False))
 @click.argument("overrides", nargs=-1)
@@ -42,8 +49,7 @@ def plan(recipe: str | None, overrides: tuple[str, ...], as_json: bool) -> None:
     from adaptkit.plan import plan as run_plan
     from adaptkit.recipe import Recipe
 
-    if recipe and "=" in recipe and not recipe.endswith((".yaml", ".yml")):
-        overrides, recipe = (recipe, *overrides), None
+    recipe, overrides = _recipe_and_overrides(recipe, overrides)
     report = run_plan(Recipe.load(recipe, overrides))
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
@@ -70,8 +76,7 @@ def train(recipe: str | None, overrides: tuple[str, ...], resume: bool, force: b
     from adaptkit.train import run
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    if recipe and "=" in recipe and not recipe.endswith((".yaml", ".yml")):
-        overrides, recipe = (recipe, *overrides), None
+    recipe, overrides = _recipe_and_overrides(recipe, overrides)
     loaded = Recipe.load(recipe, overrides)
     if force and not resume and loaded.output_dir and loaded.output_dir.exists():
         for name in ("checkpoints", "adapter", "merged", "tensorboard", "metrics.jsonl", "summary.json"):

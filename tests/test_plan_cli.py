@@ -104,3 +104,11 @@ def test_a_real_process_exits_2_without_traceback(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "adaptkit.cli", "plan", path], capture_output=True, text=True, env=env)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and proc.stderr.strip().splitlines()[-1].startswith("error: ")
+
+
+def test_overrides_without_a_recipe_apply_to_the_embedded_default():
+    result = CliRunner().invoke(main, ["plan", "freeze.train=[projector]", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["groups"]["projector"]["trainable"] > 0 and data["groups"]["embeddings"]["trainable"] == 0
+    assert data["architecture"] == "Qwen3ASRForConditionalGeneration"

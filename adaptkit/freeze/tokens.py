@@ -81,20 +81,24 @@ def _resize(model: nn.Module, cmap: ComponentMap, rows: int) -> None:
 
 
 def _init_rows(weight: torch.Tensor, new: list[int], old_rows: int, add: AddTokens, tokenizer) -> None:
-    existing = weight[:old_rows].float()
+    if not new:
+        return
+    existing = weight[:old_rows]
     with torch.no_grad():
-        for i, tok_id in enumerate(new):
+        if add.init in ("mean", "random"):  # statistics once, in float32, whatever the weights' dtype
+            mean = existing.mean(0, dtype=torch.float32)
+            std = existing.float().std(0) if add.init == "random" else None
+        for tok_id in new:
             if add.init == "mean":
-                row = existing.mean(0)
+                row = mean
             elif add.init == "random":
-                gen = torch.Generator().manual_seed(tok_id)
-                row = existing.mean(0) + existing.std(0) * torch.randn(existing.shape[1], generator=gen)
+                row = mean + std * torch.randn(existing.shape[1], generator=torch.Generator().manual_seed(tok_id))
             else:
-                text = add.descriptions[tokenizer.convert_ids_to_tokens(tok_id)]
-                ids = [t for t in tokenizer(text, add_special_tokens=False)["input_ids"] if t < old_rows]
+                token = tokenizer.convert_ids_to_tokens(tok_id)
+                ids = [t for t in tokenizer(add.descriptions[token], add_special_tokens=False)["input_ids"] if t < old_rows]
                 if not ids:
-                    raise AdaptkitError(f"freeze.add_tokens.descriptions: the text for {tokenizer.convert_ids_to_tokens(tok_id)!r} has no known token")
-                row = existing[ids].mean(0)
+                    raise AdaptkitError(f"freeze.add_tokens.descriptions: the text for {token!r} has no known token")
+                row = existing[ids].float().mean(0)
             weight[tok_id] = row.to(weight.dtype)
 
 

@@ -18,12 +18,10 @@ from torch import nn
 from adaptkit.data.manifest import Sample
 
 
-def encoder_digest(model: nn.Module) -> str:
-    """A digest of every encoder parameter and buffer (the part whose outputs are cached)."""
-    from adaptkit.freeze.fingerprint import fingerprint
-
+def encoder_digest(model: nn.Module, prints: dict[str, str]) -> str:
+    """A digest of every encoder parameter and buffer (the part whose outputs are cached), from the
+    model's `fingerprint` (taken once per run: hashing a large model's weights costs seconds)."""
     cmap = model.adaptkit.cmap
-    prints = fingerprint(model)
     h = hashlib.blake2b(digest_size=12)
     for name in sorted(prints):
         if cmap.group_of(name.removeprefix("buffer:")) == "encoder":

@@ -210,12 +210,13 @@ def _run(recipe: Recipe, resume: bool) -> Summary:
 
     trains_encoder = encoder_trains(model)
 
+    digest = encoder_digest(model, frozen) if (t.encoder_cache_dir and not trains_encoder) else ""
+
     def cache_for(items: list[Sample]) -> EncoderCache | None:
         if trains_encoder or not t.encoder_cache:
             return None
         if not t.encoder_cache_dir:
             return EncoderCache()
-        digest = encoder_digest(model)
         return EncoderCache([sample_key(s, recipe.data.sample_rate, digest) for s in items], out / t.encoder_cache_dir)
 
     weights_by_token = _token_weights(recipe, tok)
