@@ -95,7 +95,7 @@ def train(recipe: str | None, overrides: tuple[str, ...], resume: bool, force: b
 @click.argument("target", required=False, type=click.Path())
 @click.option("--data", "data", multiple=True, help="Test manifest (JSONL); repeat for several sets (named by their folder).")
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Report folder [default: eval/ beside the adapter].")
-@click.option("--task", type=click.Choice(["speaker_asr", "turn_tags"]), default=None, help="Task (default: the adapter's).")
+@click.option("--task", type=click.Choice(["speaker_asr", "turn_tags", "turn_end"]), default=None, help="Task (default: the adapter's).")
 @click.option("--hypotheses", type=click.Path(dir_okay=False), default=None, help="Score an earlier decoded.jsonl instead of decoding.")
 @click.option("--batch-size", type=int, default=8, show_default=True)
 @click.option("--limit", type=int, default=None, help="Decode at most this many samples per manifest.")
@@ -138,6 +138,24 @@ def compare_(recipe, overrides, variants, variants_file, tests, out, no_share, l
     for r in results:
         click.echo(f"{r.name}: {r.status}" + (f", cp_error_rate {r.scores.get('all', {}).get('cp_error_rate')}" if r.scores else ""))
     click.echo(f"report: {out}/report/report.md")
+
+
+@main.command(name="cascade")
+@click.argument("recipe", type=click.Path(dir_okay=False))
+@click.argument("overrides", nargs=-1)
+def cascade_(recipe, overrides) -> None:
+    """Streaming end of turn: train the gate, run each turn model of RECIPE as a speculative cascade
+    (and on every chunk), run the baselines, write one comparison table and a trade-off plot."""
+    import logging
+
+    from adaptkit.turn.study import CascadeRecipe, run_study
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    r = CascadeRecipe.load(recipe, overrides)
+    report = run_study(r)
+    for name, s in report["systems"].items():
+        click.echo(f"{name}: calls/min {s['calls_per_minute']}, macro F1 {s['frames']['macro_f1']:.3f}")
+    click.echo(f"report: {r.output_dir}/report.md")
 
 
 def _register() -> None:

@@ -54,6 +54,13 @@ class ModelSection:
     """Tiny models only: init std of the random weights (default: the family's; Qwen3-ASR uses 0.2)."""
     dtype: str = "float32"
     """Weights dtype when loading a checkpoint: float32, bfloat16 or float16."""
+    encoder: str | None = None
+    """Composed models (arch or tiny `composed`): the audio encoder, a hub id or path (tiny: a model
+    type, whisper, wav2vec2 or parakeet_encoder); left out, the model is text only."""
+    llm: str | None = None
+    """Composed models: the causal LM, a hub id or path (tiny: a model type such as qwen2 or qwen3)."""
+    projector: dict[str, Any] = field(default_factory=dict)
+    """Composed models: {type: linear (frame stacking) or conv_transformer (stride 2), stack, layers, heads}."""
 
 
 @dataclass
@@ -231,8 +238,13 @@ def blame(source: str) -> Iterator[None]:
 
 def _check(recipe: Recipe, base: Path) -> None:
     m, t, d = recipe.model, recipe.train, recipe.data
-    if bool(m.tiny) == bool(m.name):
+    composed_by_parts = m.arch == "composed" and not m.name and not m.tiny
+    if bool(m.tiny) == bool(m.name) and not composed_by_parts:
         raise AdaptkitError("model: give exactly one of 'tiny' (an architecture) or 'name' (hub id or path)")
+    if composed_by_parts and not m.llm:
+        raise AdaptkitError("model.llm: a composed model needs an LLM (hub id or path), and optionally model.encoder")
+    if (m.encoder or m.llm or m.projector) and "composed" not in (m.tiny, m.arch):
+        raise AdaptkitError("model: encoder, llm and projector are for composed models; set tiny or arch to composed")
     if m.dtype not in ("float32", "bfloat16", "float16"):
         raise AdaptkitError(f"model.dtype: unknown dtype {m.dtype!r}; use float32, bfloat16 or float16")
     for key, allowed in (("optimizer", ("adamw", "sgd")), ("schedule", ("constant", "linear", "cosine")), ("precision", ("no", "bf16", "fp16"))):

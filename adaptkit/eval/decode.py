@@ -51,7 +51,7 @@ def decode(model: nn.Module, fam: ModuleType, tokenizer, feature_extractor, samp
     for start in range(0, len(samples), batch_size):
         chunk, refs = samples[start:start + batch_size], targets[start:start + batch_size]
         feats = [fam.features(feature_extractor, load_audio(s.audio, sample_rate, s.start, s.end)) for s in chunk]
-        prompts = [fam.prompt_ids(tokenizer, fam.audio_token_count(f.shape[-1]), s.prompt or system) for s, f in zip(chunk, feats)]
+        prompts = [fam.prompt_ids(tokenizer, fam.audio_token_count(f.shape[-1], model), s.prompt or system) for s, f in zip(chunk, feats)]
         limits = [length_limit(tokenizer, r) for r in refs]
         width, frames = max(map(len, prompts)), max(f.shape[-1] for f in feats)
         ids = torch.full((len(chunk), width), pad, dtype=torch.long)

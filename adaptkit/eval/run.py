@@ -85,8 +85,11 @@ def decode_sets(target: Target, manifests: list[str], batch_size: int = 8, limit
     rows = []
     for manifest in manifests:
         allowed = target.tokens | set(getattr(tm, "TAGS", {}).values())
-        samples, _ = read_manifest(manifest, allowed, "error", tm.REQUIRE, tm.check)
+        samples, _ = read_manifest(manifest, allowed, "error", tm.REQUIRE, tm.check, audio=getattr(tm, "AUDIO", True))
         samples = samples[:limit] if limit else samples
+        if target.task == "turn_end":
+            rows += _end_probabilities(target, samples, Path(manifest).parent.name, len(manifests) > 1)
+            continue
         answers = [tm.target(s, target.language) for s in samples]
         tags = list(getattr(tm, "TAGS", {}).values())
         out = decode(target.loaded.model, fam, tok, target.loaded.feature_extractor, samples, answers,
@@ -104,6 +107,16 @@ def decode_sets(target: Target, manifests: list[str], batch_size: int = 8, limit
     return rows
 
 
+def _end_probabilities(target: Target, samples: list[Sample], set_name: str, prefixed: bool) -> list[dict]:
+    """P(<|im_end|>) after each conversation with its last message left open (the turn-detector seed)."""
+    from adaptkit.turn.scorer import EndOfTurnScorer
+
+    scorer = EndOfTurnScorer(family(target.loaded.arch).text_model(target.loaded.model), target.loaded.tokenizer)
+    return [{"id": f"{set_name}/{s.id}" if prefixed else s.id, "set": set_name, "language": s.language or target.language or "",
+             "language_pair": s.fields.get("language_pair"), "reference": s.fields["ended"],
+             "probability": scorer.start(s.fields["messages"])} for s in samples]
+
+
 def score_rows(rows: list[dict], task: str, source: str):
     """Score decoded rows with the task's scoring function."""
     from adaptkit.eval import score
@@ -112,6 +125,8 @@ def score_rows(rows: list[dict], task: str, source: str):
         raise AdaptkitError(f"{source}: no sample to score")
     if task == "turn_tags":
         return score.score_turn_tags(rows, source=source)
+    if task == "turn_end":
+        return score.score_turn_end(rows, source=source)
     return score.score_speaker_asr(rows, source=source)
 
 
@@ -139,7 +154,7 @@ def evaluate(target: str | Path | None, data: list[str], out: str | Path, task: 
     """Decode (or read) and score; write report.json, report.md, plots and decoded.jsonl into `out`."""
     if hypotheses:
         rows = read_hypotheses(hypotheses)
-        name, task = str(hypotheses), task or ("turn_tags" if "probabilities" in rows[0] else "speaker_asr")
+        name, task = str(hypotheses), task or ("turn_tags" if "probabilities" in rows[0] else "turn_end" if "probability" in rows[0] else "speaker_asr")
     else:
         if not data:
             raise AdaptkitError("eval: give at least one --data manifest (or --hypotheses)")

@@ -251,7 +251,8 @@ def score_turn_end(samples: Iterable[Sample], *, threshold: float = 0.5,
     """Score turn-end probabilities.
 
     Each sample: `id`, `reference` (or `ended`, as in turn_end.jsonl: true when the turn is
-    complete), `probability` (of "complete", in [0, 1]), `language`; optional `set` and `group`.
+    complete), `probability` (of "complete", in [0, 1]), `language`; optional `language_pair`
+    (the seed's per-pair table, e.g. chinese-english), `set` and `group`.
     """
     samples = _check_samples(samples, source, ("reference|ended", "probability"))
     y, p, rows = [], [], []
@@ -267,7 +268,7 @@ def score_turn_end(samples: Iterable[Sample], *, threshold: float = 0.5,
         p.append(float(prob))
         rows.append({"id": _sid(s, k), "language": s.get("language"), "set": s.get("set"), "group": s.get("group"),
                      "reference": bool(ref), "probability": float(prob), "correct": (prob >= threshold) == bool(ref)})
-    groups = _groups(samples, ("language", "set", "group"))
+    groups = _groups(samples, ("language", "language_pair", "set", "group"))
 
     def metrics(idx: Sequence[int]) -> dict[str, Any]:
         return tm.binary_metrics([y[k] for k in idx], [p[k] for k in idx], threshold)

@@ -140,11 +140,17 @@ def report(model: nn.Module) -> Report:
 
 def train_mode(model: nn.Module) -> nn.Module:
     """`model.train()`, except normalisation layers whose weights are all frozen stay in eval mode,
-    so their running statistics (a frozen encoder's BatchNorm) do not drift during training."""
+    so their running statistics (a frozen encoder's BatchNorm) do not drift during training, and a
+    wholly frozen encoder stays in eval mode (no dropout or layer drop: its outputs can be cached)."""
     model.train()
     for module in model.modules():
         if isinstance(module, nn.modules.batchnorm._BatchNorm) and not any(p.requires_grad for p in module.parameters()):
             module.eval()
+    cmap = getattr(getattr(model, "adaptkit", None), "cmap", None)
+    for path in cmap.paths("encoder") if cmap is not None else []:
+        encoder = model.get_submodule(path)
+        if not any(p.requires_grad for p in encoder.parameters()):
+            encoder.eval()
     return model
 
 

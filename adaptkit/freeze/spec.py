@@ -25,7 +25,8 @@ Grammar (everything not named stays frozen)::
         lm_head: decoder.lm_head
 
 `add_tokens` also accepts a plain list (init: mean), and `tokens: added` in `train` means every
-token of `add_tokens`.
+token of `add_tokens`. `strategy: NAME` starts from a named spec of STRATEGIES (its `train` rules
+first, then any given here).
 """
 
 from __future__ import annotations
@@ -209,12 +210,33 @@ def _parse_components(data: Any, where: str) -> dict[str, str | list[str]]:
     return {k: (v if isinstance(v, str) else _str_list(v, f"{where}.{k}")) for k, v in data.items()}
 
 
+STRATEGIES: dict[str, dict[str, Any]] = {
+    "all_trainable": {"train": ["encoder", "projector", "llm", "embeddings", "lm_head"]},
+    "llm_and_projector": {"train": ["projector", "llm", "embeddings", "lm_head"]},
+    "projector_only": {"train": ["projector"]},
+    "projector_and_tokens": {"train": ["projector", {"tokens": "added"}]},
+    "llm_lora_and_projector": {"train": ["projector"], "lora": {"target": "llm"}},
+}
+"""Named freezing strategies as plain specs. `all_trainable` and `llm_and_projector` are the 3-tag
+turn-taking seed's names: its stage 1 trains everything; `llm_and_projector` trains the LLM and the
+projector with the encoder frozen (the seed's card also calls it "LLM and projector frozen", which
+would leave nothing to train; we read the name as what trains). `projector_and_tokens` is
+adaptkit's central recipe: the projector and the new tokens' rows, encoder and LLM frozen."""
+
+
 def parse_spec(data: FreezeSpec | Mapping | None, where: str = "freeze") -> FreezeSpec:
     """Parse and validate a spec mapping; errors name the key, e.g. `freeze.lora.r`."""
     if isinstance(data, FreezeSpec):
         return data
     if data is None:
         data = {}
+    if isinstance(data, Mapping) and "strategy" in data:
+        name = data["strategy"]
+        if name not in STRATEGIES:
+            raise AdaptkitError(f"{where}.strategy: unknown strategy {name!r}{closest(str(name), STRATEGIES)}; use one of {', '.join(STRATEGIES)}")
+        preset, extra = STRATEGIES[name], {k: v for k, v in data.items() if k != "strategy"}
+        train = extra.get("train") or []
+        data = {**preset, **extra, "train": list(preset["train"]) + (list(train) if isinstance(train, list) else [train])}
     _check_keys(data, ("train", "lora", "add_tokens", "components"), where)
     train = data.get("train") or []
     if isinstance(train, (str, Mapping)):

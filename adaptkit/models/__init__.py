@@ -24,6 +24,7 @@ FAMILIES: dict[str, str] = {
     "qwen2_audio": "adaptkit.models.hf_speech",
     "voxtral": "adaptkit.models.hf_speech",
     "granite_speech": "adaptkit.models.hf_speech",
+    "composed": "adaptkit.models.composed",
 }
 
 
@@ -35,22 +36,25 @@ def family(arch: str) -> ModuleType:
 
 
 def build_tiny(arch: str, *, tied: bool = False, seed: int = 0, vocab_size: int | None = None, init_std: float | None = None,
-               size: str = "tiny"):
+               size: str = "tiny", **parts):
     """Build a tiny random model of `arch` and its tokenizer, offline. Returns (model, tokenizer).
 
     `vocab_size` sets the rows of the embedding and lm_head (default: the tokenizer plus 64 spare
     rows); a real-size vocabulary (151,936) makes the output layer cost what it costs on Qwen3.
-    `init_std` sets the weights' init std (default: the family's choice); `size` picks a preset.
+    `init_std` sets the weights' init std (default: the family's choice); `size` picks a preset;
+    `parts` are a composed model's encoder, llm and projector.
     """
     from adaptkit.models.tokenizer import tiny_tokenizer
 
     tokenizer = tiny_tokenizer()
-    model = family(arch).build_tiny(arch, tokenizer, tied=tied, seed=seed, vocab_size=vocab_size, init_std=init_std, size=size)
+    model = family(arch).build_tiny(arch, tokenizer, tied=tied, seed=seed, vocab_size=vocab_size, init_std=init_std, size=size,
+                                     **parts)
     return model, tokenizer
 
 
 # config.json model_type -> architecture name
-MODEL_TYPES = {"qwen3_asr": "qwen3_asr", "qwen2_audio": "qwen2_audio", "voxtral": "voxtral", "granite_speech": "granite_speech"}
+MODEL_TYPES = {"qwen3_asr": "qwen3_asr", "qwen2_audio": "qwen2_audio", "voxtral": "voxtral", "granite_speech": "granite_speech",
+               "adaptkit_composed": "composed"}
 
 
 def _arch_of(name: str) -> str:
@@ -87,6 +91,13 @@ class Loaded:
 
 def load(section) -> Loaded:
     """Build what a recipe's `model` section names."""
+    if section.tiny == "composed":
+        from adaptkit.models.composed import tiny_feature_extractor
+
+        model, tokenizer = build_tiny("composed", tied=section.tied, vocab_size=section.vocab_size, init_std=section.init_std,
+                                      size=section.size, encoder=section.encoder, llm=section.llm or "qwen2",
+                                      projector=section.projector)
+        return Loaded("composed", model, tokenizer, tiny_feature_extractor(section.encoder))
     if section.tiny:
         model, tokenizer = build_tiny(section.tiny, tied=section.tied, vocab_size=section.vocab_size, init_std=section.init_std,
                                       size=section.size)
@@ -95,8 +106,13 @@ def load(section) -> Loaded:
     arch = section.arch or _arch_of(section.name)
     dtype = getattr(torch, section.dtype)
     try:
+        if arch == "composed" and not section.name:
+            from adaptkit.models.composed import compose
+
+            model, tokenizer, fe = compose(section.encoder, section.llm, section.projector, dtype)
+            return Loaded(arch, model, tokenizer, fe)
         model, tokenizer, fe, processor = family(arch).load_pretrained(arch, section.name, dtype)
     except OSError as err:  # not found locally and no hub (offline), or unreadable files
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise AdaptkitError(f"model.name: cannot load {section.name!r}: {first}")
+        raise AdaptkitError(f"model.{'name' if section.name else 'llm'}: cannot load {section.name or section.llm!r}: {first}")
     return Loaded(arch, model, tokenizer, fe, processor)

@@ -91,10 +91,10 @@ def encode_audio(model: nn.Module, input_features: torch.Tensor, feature_attenti
     return captured
 
 
-def project(model: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
-    """The projector (proj1 -> GELU -> proj2) on pre-projector audio states."""
+def project(model: nn.Module, states: list[torch.Tensor]) -> torch.Tensor:
+    """The projector (proj1 -> GELU -> proj2) on per-sample pre-projector audio states, concatenated."""
     tower = model.thinker.audio_tower
-    return tower.proj2(tower.act(tower.proj1(hidden)))
+    return tower.proj2(tower.act(tower.proj1(torch.cat(states))))
 
 
 def llm_hidden(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, audio_embeds: torch.Tensor | None) -> torch.Tensor:
@@ -113,6 +113,11 @@ def generate(model: nn.Module, **kwargs):
     return model.thinker.generate(**kwargs)
 
 
+def text_model(model: nn.Module) -> nn.Module:
+    """The causal LM that reads text alone (for the end-of-turn scorer): the thinker."""
+    return model.thinker
+
+
 def audio_token_id(model: nn.Module) -> int:
     """Id of the audio placeholder token."""
     return model.thinker.config.audio_token_id
@@ -123,8 +128,8 @@ def output_layer(model: nn.Module) -> nn.Module:
     return model.thinker.lm_head
 
 
-def audio_token_count(num_frames: int) -> int:
-    """Number of audio placeholder tokens the encoder produces for `num_frames` mel frames."""
+def audio_token_count(num_frames: int, model: nn.Module | None = None) -> int:
+    """Number of audio placeholder tokens the encoder produces for `num_frames` mel frames (any model)."""
     from qwen_asr.core.transformers_backend.modeling_qwen3_asr import _get_feat_extract_output_lengths
 
     return int(_get_feat_extract_output_lengths(torch.tensor(num_frames)))

@@ -19,7 +19,7 @@ from adaptkit.synth.config import SPLITS, SynthConfig
 from adaptkit.synth.conversation import MS, make_conversation, render
 from adaptkit.synth.labels import record, rttm
 from adaptkit.atomic import atomic_write
-from adaptkit.synth.manifests import jsonl, speaker_asr_row, turn_end_rows, turn_tag_rows, wav_bytes
+from adaptkit.synth.manifests import jsonl, label_weights, speaker_asr_row, turn_end_rows, turn_tag_rows, wav_bytes
 from adaptkit.synth.voices import LANGUAGES, Voice, check_language, kana, pick_pair, require_tools, voice_pools
 
 MANIFESTS = ("speaker_asr.jsonl", "turn_tags.jsonl", "turn_end.jsonl")
@@ -162,7 +162,7 @@ def generate(cfg: SynthConfig) -> SynthResult:
             results = list(pool.map(make_one, tasks, [cfg] * len(tasks)))
     for split in SPLITS:
         mine = [r for t, r in zip(tasks, results) if t.split == split]
-        rows = ([r[1] for r in mine], [x for r in mine for x in r[2]], [x for r in mine for x in r[3]])
+        rows = ([r[1] for r in mine], label_weights([x for r in mine for x in r[2]]), [x for r in mine for x in r[3]])
         for name, lines in zip(MANIFESTS, rows):
             atomic_write(Path(cfg.out) / split / name, jsonl(lines))
     atomic_write(Path(cfg.out) / "README.md", readme(cfg, tasks, [r[0] for r in results]))

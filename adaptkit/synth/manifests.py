@@ -2,8 +2,10 @@
 
 - speaker_asr.jsonl: {"audio", "text": "<|spk_0|> ... <|spk_1|> ...", "language", "id", "duration"},
   one line per conversation (the Qwen3-ASR fine-tuning fields `audio` and `text`).
-- turn_tags.jsonl: {"audio", "start", "end", "label", "text", "language", "id"}, one line per unit:
-  the audio from `start` to the unit's end (seconds in the conversation WAV) and its label.
+- turn_tags.jsonl: {"audio", "start", "end", "label", "text", "language", "id", "confidence", "weight"},
+  one line per unit: the audio from `start` to the unit's end (seconds in the conversation WAV),
+  its label, how clearly the timing after it shows that label (`confidence`, a stand-in for the
+  3-tag seed's annotator agreement `tt_conf`), and an inverse label-frequency sampling `weight`.
 - turn_end.jsonl: {"messages": [{"role", "content"}], "ended", "language", "id"}: the call as text
   up to a point; the last message (role `user`) is judged: ended at a turn end, not ended when
   cut at a within-turn Pause.
@@ -40,12 +42,44 @@ def speaker_asr_row(conv: Conversation, file_id: str) -> dict:
     return {"audio": f"{file_id}.wav", "text": transcript(conv), "language": conv.lang, "id": file_id, "duration": seconds(conv.length)}
 
 
+CLEAR_SILENCE_MS = 500
+"""A silence this long after a unit makes its label certain from timing alone (confidence 1)."""
+
+
+def confidence(conv: Conversation, unit) -> float:
+    """How clearly the timing after `unit` shows its label: 1 at the end of the call or after a
+    silence of CLEAR_SILENCE_MS or more of the kind the label implies (Gap after a complete unit,
+    Pause after an incomplete one), proportionally less for a shorter one, 0.5 when the next unit
+    overlaps it, 0 when the silence contradicts the label. Backchannels count as clear."""
+    if unit.label == "backchannel":
+        return 1.0
+    after = [s for s in conv.silences if s.start == unit.end and s.label != "Overlap"]
+    if not after:
+        later = [v for v in conv.units if v.start >= unit.end and v is not unit]
+        return 1.0 if not later else 0.5
+    expected = "Gap" if unit.label == "complete" else "Pause"
+    s = after[0]
+    return round(min(1.0, (s.end - s.start) / CLEAR_SILENCE_MS), 3) if s.label == expected else 0.0
+
+
 def turn_tag_rows(conv: Conversation, file_id: str, context: float) -> list[dict]:
-    """One sample per unit: audio up to the unit's end (from `context` seconds before it) and its label."""
+    """One sample per unit: audio up to the unit's end (from `context` seconds before it), its label
+    and confidence; `weight` is set per split by `label_weights`."""
     rows = []
     for k, u in enumerate(conv.units):
         start = max(0, u.end - int(1000 * context)) if context > 0 else 0
-        rows.append({"audio": f"{file_id}.wav", "start": seconds(start), "end": seconds(u.end), "label": u.label, "text": u.text, "language": conv.lang, "id": f"{file_id}_u{k:03d}"})
+        rows.append({"audio": f"{file_id}.wav", "start": seconds(start), "end": seconds(u.end), "label": u.label, "text": u.text,
+                     "language": conv.lang, "id": f"{file_id}_u{k:03d}", "confidence": confidence(conv, u)})
+    return rows
+
+
+def label_weights(rows: list[dict]) -> list[dict]:
+    """Set each row's `weight` to the inverse frequency of its label (mean weight 1 over the rows)."""
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r["label"]] = counts.get(r["label"], 0) + 1
+    for r in rows:
+        r["weight"] = round(len(rows) / (len(counts) * counts[r["label"]]), 4)
     return rows
 
 

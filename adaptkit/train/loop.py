@@ -33,7 +33,7 @@ from adaptkit.train.encoder_cache import EncoderCache, encoder_digest, sample_ke
 from adaptkit.train.step import SpeechLMLoss, encoder_trains
 
 log = logging.getLogger("adaptkit")
-TRAINABLE_ARCHS = ("qwen3_asr",)
+TRAINABLE_ARCHS = ("qwen3_asr", "composed")
 
 
 @dataclass
@@ -194,7 +194,7 @@ def _run(recipe: Recipe, resume: bool) -> Summary:
 
     def encode_one(s: Sample) -> Encoded:
         return encode(s, fam, tok, loaded.feature_extractor, target(s, recipe.language), recipe.prompt, recipe.data.sample_rate,
-                      ctc=t.ctc_weight > 0)
+                      ctc=t.ctc_weight > 0, model=loaded.model)
 
     weights = sample_weights(samples, recipe.data.weight_field) if recipe.data.weight_field else None
 

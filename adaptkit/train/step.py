@@ -95,12 +95,13 @@ class SpeechLMLoss(nn.Module):
         """Projected audio states of the batch, after checking each sample's placeholder count."""
         states = self.audio_states(batch)
         placeholders = (batch["input_ids"] == self.family.audio_token_id(self.model)).sum(dim=1).tolist()
+        rows = getattr(self.family, "projected_length", lambda _model, n: n)  # a projector may shorten the sequence
         for k, (s, n) in enumerate(zip(states, placeholders)):
-            if s.shape[0] != n:
+            if rows(self.model, s.shape[0]) != n:
                 i = int(batch["index"][k])
                 where = self.where[i] if i < len(self.where) else f"sample {i}"
-                raise AdaptkitError(f"{where}: {n} audio placeholders but the encoder gives {s.shape[0]} states")
-        return self.family.project(self.model, torch.cat(states))
+                raise AdaptkitError(f"{where}: {n} audio placeholders but the encoder and projector give {rows(self.model, s.shape[0])}")
+        return self.family.project(self.model, states)
 
 
 def encoder_trains(model: nn.Module) -> bool:

@@ -6,6 +6,7 @@ import json
 import re
 from pathlib import Path
 
+import pytest
 import soundfile as sf
 
 SPLITS = ("train", "test_id", "test_ood")
@@ -41,8 +42,18 @@ def test_turn_tags(synth_dir: Path) -> None:
         folder = synth_dir / split
         rows = load(folder / "turn_tags.jsonl")
         assert {r["label"] for r in rows} <= LABELS
+        counts = {label: sum(r["label"] == label for r in rows) for label in {r["label"] for r in rows}}
         for r in rows:
-            assert set(r) == {"audio", "start", "end", "label", "text", "language", "id"}
+            assert set(r) == {"audio", "start", "end", "label", "text", "language", "id", "confidence", "weight"}
+            # inverse label frequency, mean 1: every label carries the same total weight
+            assert r["weight"] == pytest.approx(len(rows) / (len(counts) * counts[r["label"]]), abs=1e-4)
+            assert 0.0 <= r["confidence"] <= 1.0
+            silence = [s for s in json.loads((folder / r["audio"].replace(".wav", ".json")).read_text())["silences"]
+                       if s["start"] == r["end"] and s["label"] != "Overlap"]
+            if r["label"] != "backchannel" and silence:
+                expected = "Gap" if r["label"] == "complete" else "Pause"
+                length = silence[0]["end"] - silence[0]["start"]
+                assert r["confidence"] == (pytest.approx(min(1.0, length / 0.5), abs=2e-3) if silence[0]["label"] == expected else 0.0)
             duration = sf.info(folder / r["audio"]).duration
             assert 0 <= r["start"] < r["end"] <= duration
             assert r["end"] - r["start"] <= 8.0 + 1e-9

@@ -76,6 +76,15 @@ def test_turn_tags_train_with_weights_downsampling_and_filters(calls, tmp_path):
     assert summary.steps == 3
     adapter = json.loads((tmp_path / "run" / "adapter" / "adaptkit_adapter.json").read_text())
     assert list(adapter["token_rows"]) == ["<COMPLETE>", "<INCOMPLETE>", "<BACKCHANNEL>"]
+    assert adapter["model"]["tiny"] == "composed" and adapter["model"]["encoder"] == "parakeet_encoder"
+    from adaptkit.eval.run import evaluate
+
+    test = calls / "test_ood" / "turn_tags.jsonl"
+    scores = evaluate(tmp_path / "run" / "adapter", [str(test)], tmp_path / "eval")
+    n = len(test.read_text().splitlines())
+    assert scores.overall["n"] == n and 0 <= scores.overall["accuracy"] <= 1
+    rows = [json.loads(x) for x in (tmp_path / "eval" / "decoded.jsonl").read_text().splitlines()]
+    assert all(set(r["probabilities"]) == {"<COMPLETE>", "<INCOMPLETE>", "<BACKCHANNEL>"} for r in rows)
 
 
 def test_turn_end_trains_on_complete_conversations_only(calls, tmp_path):
@@ -94,3 +103,27 @@ def test_turn_end_trains_on_complete_conversations_only(calls, tmp_path):
     kept = turn_end.for_training(samples)
     assert 0 < len(kept) < len(samples) and all(s.fields["ended"] for s in kept)
     assert turn_end.render([{"role": "user", "content": "hi"}], close_last=False) == "<|im_start|>user\nhi"
+    from adaptkit.eval.run import evaluate
+
+    test = calls / "test_ood" / "turn_end.jsonl"
+    scores = evaluate(tmp_path / "run" / "adapter", [str(test)], tmp_path / "eval")
+    assert scores.overall["n"] == len(test.read_text().splitlines())
+    assert {r["threshold"] for r in scores.extra["sweep"]} >= {0.1, 0.5, 0.9} and set(scores.extra["distribution"]) == {"complete", "incomplete"}
+    report = (tmp_path / "eval" / "report.md").read_text()
+    assert "## Threshold sweep" in report and "## Probability by true class" in report
+
+
+def test_real_size_turn_recipes_validate():
+    from adaptkit.turn.study import CascadeRecipe
+
+    tags = Recipe.load(RECIPES / "turn_tags.yaml")
+    assert (tags.model.arch, tags.model.encoder, tags.model.llm) == ("composed", "nvidia/parakeet-ctc-0.6b", "Qwen/Qwen2.5-0.5B")
+    assert tags.model.projector["type"] == "conv_transformer" and tags.data.filters == {"tt_confidence": 0.9}
+    assert tags.train.token_loss_weights == {t: 5.0 for t in ("<COMPLETE>", "<INCOMPLETE>", "<BACKCHANNEL>")}
+    assert (tags.data.max_weight, tags.train.batch_size * tags.train.grad_accum, tags.train.clip) == (50.0, 512, 20.0)
+    assert [getattr(r, "pattern", None) for r in tags.freeze.train][0] == "projector"
+    end = Recipe.load(RECIPES / "turn_end.yaml")
+    assert end.model.llm == "Qwen/Qwen3-4B" and end.model.encoder is None and end.task == "turn_end" and end.freeze.lora
+    cascade = CascadeRecipe.load(RECIPES / "cascade.yaml")
+    assert set(cascade.turn_models.values()) == {str(RECIPES / "turn_tags.yaml"), str(RECIPES / "turn_end.yaml")}
+    assert cascade.asks == [0.2] and cascade.gate.kind == "gru"

@@ -86,5 +86,5 @@ def test_a_wrong_placeholder_count_is_an_error_naming_the_sample():
     batch = collate([item], tok.pad_token_id)
     batch["index"] = torch.tensor([0])
     loss = SpeechLMLoss(model, fam, encoder_trains=False, cache={}, where=["data.jsonl:7"])
-    with pytest.raises(AdaptkitError, match=r"data.jsonl:7: 25 audio placeholders but the encoder gives 26"):
+    with pytest.raises(AdaptkitError, match=r"data.jsonl:7: 25 audio placeholders but the encoder and projector give 26"):
         loss(batch)

@@ -1,0 +1,153 @@
+"""Speculative end-of-turn detection (the SpeculativeETD seed): a cheap gate on every 100 ms chunk,
+a turn model only after 200 ms of non-speech.
+
+`stream` runs one conversation through a gate (speech or not per chunk) and, where the schedule
+says, a verifier (P(end of turn) for the audio so far). It records per-chunk what each part said,
+so labels at any threshold, and the decisions at every silence, follow without running the models
+again. `score_system` turns the traces of many conversations into the metrics of
+adaptkit.eval.frame_metrics: frame F1/IoU per class, verifier calls per minute, and the false
+cut-off / latency trade-off over a threshold sweep.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol, Sequence
+
+import numpy as np
+
+from adaptkit.eval import frame_metrics as fm
+
+HOP = 0.1
+"""Chunk length in seconds (the frame labels' hop)."""
+SAMPLE_RATE = 16000
+
+
+class Gate(Protocol):
+    """Speech or not, chunk by chunk: SileroVAD or the GRU gate's StreamingGate."""
+
+    def reset(self) -> None: ...
+
+    def __call__(self, chunk: np.ndarray) -> float: ...
+
+
+class Verifier(Protocol):
+    """P(end of turn) given the audio up to `end` seconds (audio = wave[: end * 16000])."""
+
+    def reset(self, record: dict) -> None: ...
+
+    def __call__(self, audio: np.ndarray, end: float) -> float: ...
+
+
+@dataclass
+class Trace:
+    """What the gate and the verifier said at each chunk of one conversation."""
+
+    speech: list[bool] = field(default_factory=list)
+    """Gate decision per chunk."""
+    silence: list[float] = field(default_factory=list)
+    """Seconds of non-speech up to the end of each chunk (0 on speech)."""
+    end_probability: list[float | None] = field(default_factory=list)
+    """The verifier's latest P(end of turn) within the current non-speech run (None before it is asked)."""
+    calls: int = 0
+    """Verifier calls."""
+    seconds: float = 0.0
+    """Audio length."""
+
+    def scores(self, kind: str) -> list[float]:
+        """Per-chunk score that a threshold turns into Gap: the verifier's probability, or the
+        silence length itself (`timeout`: the VAD-only baseline)."""
+        if kind == "timeout":
+            return [0.0 if s else r for s, r in zip(self.speech, self.silence)]
+        return [0.0 if s or p is None else p for s, p in zip(self.speech, self.end_probability)]
+
+    def labels(self, threshold: float, kind: str = "verifier") -> list[str]:
+        """SU / Pause / Gap per chunk at `threshold` (a probability, or seconds for `timeout`)."""
+        return ["SU" if s else "Gap" if x >= threshold else "Pause" for s, x in zip(self.speech, self.scores(kind))]
+
+
+def stream(wave: np.ndarray, gate: Gate, verifier: Verifier | None = None, *, record: dict | None = None,
+           asks: Sequence[float] = (0.2,), every_chunk: bool = False, gate_threshold: float = 0.5) -> Trace:
+    """Run one conversation chunk by chunk.
+
+    The verifier is asked when a non-speech run reaches each of `asks` seconds (the seed: once, at
+    200 ms), with the audio up to the run's onset, or on every chunk with `every_chunk` (the cost
+    the cascade saves). Its answer holds for the rest of the run.
+    """
+    gate.reset()
+    if verifier is not None:
+        verifier.reset(record or {})
+    step = int(HOP * SAMPLE_RATE)
+    trace, run, onset, latest = Trace(seconds=len(wave) / SAMPLE_RATE), 0.0, 0.0, None
+    for k in range(0, max(len(wave), 1), step):
+        chunk = wave[k:k + step]
+        if len(chunk) < step:
+            chunk = np.pad(chunk, (0, step - len(chunk)))
+        speech = gate(chunk) >= gate_threshold
+        now = k / SAMPLE_RATE + HOP
+        if speech:
+            run, latest = 0.0, None
+        else:
+            onset = now - HOP if run == 0 else onset
+            run = round(run + HOP, 6)
+        if verifier is not None and (every_chunk or (not speech and any(abs(run - a) < 1e-6 for a in asks))):
+            end = now if speech else onset
+            p = verifier(wave[: int(end * SAMPLE_RATE)], end)
+            trace.calls += 1
+            latest = None if speech else p
+        trace.speech.append(bool(speech))
+        trace.silence.append(run)
+        trace.end_probability.append(latest)
+    return trace
+
+
+def fires(trace: Trace, points: list[fm.DecisionPoint], threshold: float, kind: str = "verifier") -> list[float | None]:
+    """For each reference silence, seconds from its start to the first chunk labelled Gap inside it
+    (a chunk's decision is known at its end), None when none is."""
+    labels = trace.labels(threshold, kind)
+    out = []
+    for p in points:
+        first = int(np.floor(p.start / HOP + 1e-9))
+        fire = None
+        for k in range(first, len(labels)):
+            t = round((k + 1) * HOP, 6)
+            if t <= p.start + 1e-9:
+                continue
+            if t > p.end + 1e-9:
+                break
+            if labels[k] == "Gap":
+                fire = round(t - p.start, 6)
+                break
+        out.append(fire)
+    return out
+
+
+SWEEPS = {"verifier": tuple(round(x, 2) for x in np.linspace(0.05, 0.95, 19)), "timeout": (0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0, 1.5, 2.0)}
+"""Threshold sweeps: probabilities for verifiers, seconds of silence for the timeout baseline."""
+DEFAULTS = {"verifier": 0.5, "timeout": 0.5}
+
+
+def score_system(traces: list[Trace], records: list[dict], kind: str = "verifier", threshold: float | None = None) -> dict[str, Any]:
+    """Frame metrics at `threshold`, verifier calls per minute, and the false cut-off trade-off curve."""
+    threshold = DEFAULTS[kind] if threshold is None else threshold
+    settings = sorted(set(SWEEPS[kind]) | {threshold})
+    ref, hyp, points_all, fired = [], [], [], {x: [] for x in settings}
+    for trace, rec in zip(traces, records):
+        labels = rec["frames"]["labels"]
+        n = min(len(labels), len(trace.speech))
+        ref += labels[:n]
+        hyp += trace.labels(threshold, kind)[:n]
+        points = fm.decision_points(rec["silences"])
+        points_all += points
+        for x in settings:
+            fired[x] += fires(trace, points, x, kind)
+    minutes = sum(t.seconds for t in traces) / 60
+    tradeoff = fm.curve(points_all, {x: fired[x] for x in SWEEPS[kind]})
+    return {
+        "threshold": threshold,
+        "frames": fm.frame_scores(ref, hyp),
+        "calls_per_minute": 0.0 if kind == "timeout" else fm.calls_per_minute(sum(t.calls for t in traces), 60 * minutes),
+        "at_threshold": fm.tradeoff(points_all, fired[threshold]),
+        "curve": tradeoff,
+        "budgets": fm.at_budgets(tradeoff),
+    }

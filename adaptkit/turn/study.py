@@ -1,0 +1,258 @@
+"""`adaptkit cascade RECIPE`: train the gate, run every turn model as a speculative cascade (and on
+every chunk), run the baselines, and write one comparison (Markdown, JSON, trade-off plot).
+
+A cascade recipe:
+
+    turn_models:                      # name -> recipe, adapter folder or merged checkpoint
+      3-tag Speech-LLM: ../tiny/turn_tags.yaml      # a recipe is trained first when it has no adapter
+      end-of-turn LM (oracle words): ../tiny/turn_end.yaml
+    data: null                        # synth layout with train/ and test_ood/ (default: the first recipe's data)
+    gate: {kind: gru, steps: 300}
+    baselines: [vad_timeout, smart_turn]
+    output_dir: ../../runs/tiny_cascade
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from adaptkit.atomic import atomic_write_text
+from adaptkit.errors import AdaptkitError
+from adaptkit.recipe import Recipe, _read_yaml, _override, blame, closest, from_dict
+from adaptkit.turn import cascade
+
+log = logging.getLogger("adaptkit")
+BASELINES = ("vad_timeout", "smart_turn")
+
+
+@dataclass
+class GateSection:
+    """The cheap speech/non-speech gate run on every chunk."""
+
+    kind: str = "gru"
+    """`gru` (the seed's ~200K-parameter GRU over 40-dim log-mel, trained here) or `silero` (Silero VAD)."""
+    steps: int = 300
+    """GRU training steps (on the train split's frame labels)."""
+    lr: float = 3e-3
+    """GRU learning rate."""
+    path: str | None = None
+    """A trained GRU gate to load instead of training one (relative to the recipe)."""
+    threshold: float = 0.5
+    """P(speech) at or above this is speech."""
+
+
+@dataclass
+class CascadeRecipe:
+    """A validated cascade study."""
+
+    turn_models: dict[str, str]
+    """Name -> recipe, adapter folder or merged checkpoint of a turn_tags (audio) or turn_end (text) model."""
+    data: str | None = None
+    """Folder in `adaptkit synth` layout (train/ for the gate, `test` for scoring); default: the first recipe's data."""
+    test: str = "test_ood"
+    """Split scored."""
+    gate: GateSection = field(default_factory=GateSection)
+    asks: list[float] = field(default_factory=lambda: [0.2])
+    """Seconds of non-speech at which the turn model is asked (the seed: once, at 200 ms)."""
+    threshold: float = 0.5
+    """P(end of turn) at or above this labels the silence Gap (the frame metrics' operating point)."""
+    every_chunk: bool = True
+    """Also run each turn model on every chunk: the cost the cascade saves, and its accuracy."""
+    baselines: list[str] = field(default_factory=lambda: list(BASELINES))
+    """`vad_timeout` (Silero VAD, end of turn after a fixed silence) and `smart_turn` (Smart Turn v3.2 after 200 ms)."""
+    timeout: float = 0.5
+    """Silence (s) after which the timeout baselines call the end of turn, at the operating point."""
+    limit: int | None = None
+    """Score at most this many conversations."""
+    output_dir: str | None = None
+    """Where the report goes (relative to the recipe)."""
+
+    @classmethod
+    def load(cls, path: str | Path, overrides: tuple[str, ...] = ()) -> "CascadeRecipe":
+        """Read, override and validate a cascade recipe; paths are relative to the file."""
+        data = _read_yaml(path)
+        for item in overrides:
+            _override(data, item)
+        base = Path(path).resolve().parent
+        with blame(str(path)):
+            if not isinstance(data, dict) or "turn_models" not in data:
+                raise AdaptkitError("missing section 'turn_models' (name -> recipe, adapter or checkpoint)")
+            data = dict(data)
+            if data.get("gate") is not None:
+                data["gate"] = from_dict(GateSection, data["gate"], "gate")
+            recipe = from_dict(cls, {k: v for k, v in data.items() if v is not None or k == "data"}, "cascade")
+            recipe.turn_models = {name: str((base / p).resolve()) for name, p in recipe.turn_models.items()}
+            recipe.data = str((base / recipe.data).resolve()) if recipe.data else None
+            recipe.output_dir = (base / recipe.output_dir).resolve() if recipe.output_dir else Path("runs/cascade").resolve()
+            if recipe.gate.path:
+                recipe.gate.path = str((base / recipe.gate.path).resolve())
+            if recipe.gate.kind not in ("gru", "silero"):
+                raise AdaptkitError(f"gate.kind: unknown gate {recipe.gate.kind!r}{closest(recipe.gate.kind, ('gru', 'silero'))}; use gru or silero")
+            for b in recipe.baselines:
+                if b not in BASELINES:
+                    raise AdaptkitError(f"baselines: unknown baseline {b!r}{closest(b, BASELINES)}; use {', '.join(BASELINES)}")
+            if not recipe.turn_models:
+                raise AdaptkitError("turn_models: name at least one turn model")
+        return recipe
+
+
+def _target(path: str):
+    """A turn model ready to ask; a recipe without a trained adapter is trained first."""
+    from adaptkit.eval.run import load_target
+    from adaptkit.train import run
+
+    if path.endswith((".yaml", ".yml")):
+        recipe = Recipe.load(path)
+        if not ((recipe.output_dir or Path("runs/adaptkit")) / "adapter").is_dir():
+            log.info("training the turn model %s", path)
+            run(recipe)
+    target = load_target(path)
+    if target.task not in ("turn_tags", "turn_end"):
+        raise AdaptkitError(f"turn_models: {path} is a {target.task} model; a turn model is turn_tags or turn_end")
+    return target
+
+
+def _verifier(target):
+    from adaptkit.turn.verifiers import EndOfTurnVerifier, TagVerifier
+
+    return TagVerifier(target) if target.task == "turn_tags" else EndOfTurnVerifier(target)
+
+
+def _data_folder(recipe: CascadeRecipe) -> Path:
+    if recipe.data:
+        return Path(recipe.data)
+    first = next(iter(recipe.turn_models.values()))
+    if first.endswith((".yaml", ".yml")):
+        r = Recipe.load(first)
+        if r.data and r.data.synth and r.output_dir:
+            return r.output_dir / r.data.synth.out
+    raise AdaptkitError("data: give the folder of conversations (adaptkit synth layout)")
+
+
+def _conversations(folder: Path, limit: int | None = None) -> list[tuple[Path, dict]]:
+    if not folder.is_dir():
+        raise AdaptkitError(f"data: {folder} is not a folder of conversations")
+    out = []
+    for meta in sorted(folder.glob("*.json")):
+        record = json.loads(meta.read_text(encoding="utf-8"))
+        if "frames" not in record or "silences" not in record:
+            raise AdaptkitError(f"{meta}: not an adaptkit synth record (no frames or silences)")
+        out.append((meta.with_suffix(".wav"), record))
+    if not out:
+        raise AdaptkitError(f"data: no conversation records (*.json) in {folder}")
+    return out[:limit] if limit else out
+
+
+def _gate(recipe: CascadeRecipe, train: Path, out: Path):
+    from adaptkit.turn import gate as gru
+
+    if recipe.gate.kind == "silero":
+        from adaptkit.turn.vad import SileroVAD
+
+        return SileroVAD(), {"kind": "silero"}
+    if recipe.gate.path:
+        model, stats = gru.load_gate(Path(recipe.gate.path)), {"loaded": recipe.gate.path}
+    else:
+        model, stats = gru.train_gate(sorted(p for p in train.glob("*.wav") if not p.name.endswith(".stereo.wav")), steps=recipe.gate.steps, lr=recipe.gate.lr)
+        gru.save_gate(model, out / "gate.safetensors")
+    return gru.StreamingGate(model), {"kind": "gru", **stats}
+
+
+def run_study(recipe: CascadeRecipe) -> dict[str, Any]:
+    """Run every system on the test conversations; write report.md, report.json and plots/tradeoff.png."""
+    from adaptkit.data.audio import load_audio
+    from adaptkit.eval import frame_metrics as fm
+
+    out = recipe.output_dir
+    out.mkdir(parents=True, exist_ok=True)
+    targets = {name: _target(path) for name, path in recipe.turn_models.items()}
+    folder = _data_folder(recipe)
+    convs = _conversations(folder / recipe.test, recipe.limit)
+    waves = [load_audio(p, cascade.SAMPLE_RATE) for p, _ in convs]
+    records = [r for _, r in convs]
+    gate, gate_info = _gate(recipe, folder / "train", out)
+    systems: dict[str, dict] = {}
+
+    def add(name: str, gate_name: str, verifier, kind: str = "verifier", every: bool = False, g=None, traces=None) -> list:
+        start = time.perf_counter()
+        if traces is None:
+            traces = [cascade.stream(w, g or gate, verifier, record=r, asks=recipe.asks, every_chunk=every,
+                                     gate_threshold=recipe.gate.threshold) for w, r in zip(waves, records)]
+        threshold = recipe.timeout if kind == "timeout" else recipe.threshold
+        systems[name] = {"gate": gate_name, "asked": "every chunk" if every else "timeout" if kind == "timeout" else f"after {recipe.asks} s",
+                         **cascade.score_system(traces, records, kind, threshold), "seconds": round(time.perf_counter() - start, 2)}
+        log.info("%s: macro F1 %.3f", name, systems[name]["frames"]["macro_f1"])
+        return traces
+
+    gate_name = "GRU" if gate_info["kind"] == "gru" else "Silero VAD"
+    first = None
+    for name, target in targets.items():
+        v = _verifier(target)
+        traces = add(f"cascade: {name}", gate_name, v)
+        first = first or traces
+        if recipe.every_chunk:
+            add(f"every chunk: {name}", gate_name, v, every=True)
+    add(f"{gate_name} gate + timeout", gate_name, None, "timeout", traces=first)
+    if recipe.baselines:
+        from adaptkit.turn.vad import SileroVAD
+
+        silero = SileroVAD() if gate_info["kind"] != "silero" else gate
+        if "vad_timeout" in recipe.baselines:
+            add("baseline: Silero VAD + timeout", "Silero VAD", None, "timeout", g=silero)
+        if "smart_turn" in recipe.baselines:
+            from adaptkit.turn.verifiers import SmartTurnVerifier
+
+            add("baseline: Smart Turn v3.2", "Silero VAD", SmartTurnVerifier(), g=silero)
+    report = {"data": str(folder / recipe.test), "conversations": len(convs), "minutes": round(sum(len(w) for w in waves) / 16000 / 60, 2),
+              "gate": gate_info, "threshold": recipe.threshold, "timeout": recipe.timeout, "asks": recipe.asks, "systems": systems}
+    (out / "plots").mkdir(exist_ok=True)
+    fm.plot_tradeoff({n: s["curve"] for n, s in systems.items()}, out / "plots" / "tradeoff.png",
+                     title=f"False cut-offs vs latency ({recipe.test}, {len(convs)} calls)")
+    atomic_write_text(out / "report.json", json.dumps(report, indent=1, default=_json) + "\n")
+    atomic_write_text(out / "report.md", to_markdown(report))
+    return report
+
+
+def _json(x: Any) -> Any:
+    if isinstance(x, (np.floating, np.integer)):
+        return x.item()
+    return asdict(x) if hasattr(x, "__dataclass_fields__") else str(x)
+
+
+def _f(x: Any) -> str:
+    if x is None:
+        return "–"
+    if isinstance(x, float):
+        return "inf" if x == float("inf") else f"{x:.3g}"
+    return str(x)
+
+
+def to_markdown(report: dict) -> str:
+    """The comparison table, then the trade-off at latency and cut-off budgets."""
+    systems = report["systems"]
+    lines = [f"# Turn taking on {report['data']}", "",
+             f"{report['conversations']} conversations, {report['minutes']} min; frames of 100 ms; operating point: "
+             f"P(end) >= {report['threshold']} (timeouts: {report['timeout']} s of silence).", "",
+             "| system | gate | turn model asked | calls/min | SU F1 | Pause F1 | Gap F1 | macro F1 | mean IoU | false cut-offs | Gap latency (median s) | Gaps detected |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, s in systems.items():
+        pc, t = s["frames"]["per_class"], s["at_threshold"]
+        lines.append(f"| {name} | {s['gate']} | {s['asked']} | {_f(s['calls_per_minute'])} | {_f(pc['SU']['f1'])} | {_f(pc['Pause']['f1'])} | "
+                     f"{_f(pc['Gap']['f1'])} | {_f(s['frames']['macro_f1'])} | {_f(s['frames']['mean_iou'])} | {_f(t['false_cutoff_rate'])} | "
+                     f"{_f(t['gap_latency_median'])} | {_f(t['gap_detected'])} |")
+    keys = list(next(iter(systems.values()))["budgets"])
+    lines += ["", "## False cut-offs at a latency budget, latency at a false cut-off budget", "",
+              "Over the threshold (or timeout) sweep: the lowest false cut-off rate whose median Gap latency fits the budget, "
+              "and the lowest median latency whose false cut-off rate fits the budget (every silence of 100 ms or more is a decision point).", "",
+              "| system | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
+    for name, s in systems.items():
+        lines.append(f"| {name} | " + " | ".join(_f(s["budgets"][k]) for k in keys) + " |")
+    lines += ["", "![False cut-offs vs latency](plots/tradeoff.png)", ""]
+    return "\n".join(lines)

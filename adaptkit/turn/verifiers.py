@@ -1,0 +1,96 @@
+"""Turn models a cascade asks "end of turn or not?": a 3-tag Speech-LLM on the audio, an end-of-turn
+LM on the words so far, or Smart Turn v3.2 (the off-the-shelf baseline)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from adaptkit.models import family
+from adaptkit.tasks.turn_tags import TAGS
+
+SAMPLE_RATE = 16000
+
+
+class TagVerifier:
+    """P(end of turn) from a 3-tag Speech-LLM: 1 - P(<INCOMPLETE>) among the three tags at the answer
+    position (after COMPLETE, and after a backchannel, the other speaker talks next: a Gap).
+
+    `target` is an `adaptkit.eval.run.Target` (a trained adapter, recipe or merged checkpoint); the
+    audio is the last `context` seconds before the silence, as the tags were trained (synth's
+    tag_context)."""
+
+    def __init__(self, target, context: float = 8.0) -> None:
+        self.target, self.context = target, context
+        self.fam = family(target.loaded.arch)
+        tok = target.loaded.tokenizer
+        self.tag_ids = tok.convert_tokens_to_ids([TAGS["complete"], TAGS["incomplete"], TAGS["backchannel"]])
+        target.loaded.model.eval()
+
+    def reset(self, record: dict) -> None:
+        """Nothing to keep between conversations."""
+
+    @torch.no_grad()
+    def __call__(self, audio: np.ndarray, end: float) -> float:
+        if len(audio) < SAMPLE_RATE // 10:  # nothing said yet
+            return 0.0
+        fam, loaded = self.fam, self.target.loaded
+        model, tok = loaded.model, loaded.tokenizer
+        feats = fam.features(loaded.feature_extractor, audio[-int(self.context * SAMPLE_RATE):])
+        ids = fam.prompt_ids(tok, fam.audio_token_count(feats.shape[-1], model), self.target.prompt)
+        states = fam.encode_audio(model, feats[None], torch.ones(1, feats.shape[-1], dtype=torch.long))
+        hidden = fam.llm_hidden(model, torch.tensor([ids]), torch.ones(1, len(ids), dtype=torch.long), fam.project(model, states))
+        probs = torch.softmax(fam.output_layer(model)(hidden[:, -1]).float()[0, self.tag_ids], dim=-1)
+        return float(1.0 - probs[1])
+
+
+class EndOfTurnVerifier:
+    """P(<|im_end|>) of a text end-of-turn model on the words spoken before the silence.
+
+    The words are the reference units that ended by then (an oracle ASR: it isolates the turn
+    model from recognition errors); the last speaker's message is left open, the others are
+    closed, backchannels are left out as in turn_end.jsonl."""
+
+    def __init__(self, target) -> None:
+        from adaptkit.turn.scorer import EndOfTurnScorer
+
+        loaded = target.loaded
+        self.scorer = EndOfTurnScorer(family(loaded.arch).text_model(loaded.model), loaded.tokenizer)
+        self.units: list[dict] = []
+        self.sep = " "
+
+    def reset(self, record: dict) -> None:
+        """Take the conversation's units (from its synth JSON record)."""
+        self.units = [u for u in record.get("units", []) if u.get("label") != "backchannel"]
+        self.sep = "" if record.get("language") in ("ja", "zh") else " "
+
+    def __call__(self, audio: np.ndarray, end: float) -> float:
+        done = [u for u in self.units if u["end"] <= end + 0.05]
+        if not done:
+            return 0.0
+        groups: list[list] = []
+        for u in done:
+            if groups and groups[-1][0] == u["speaker"]:
+                groups[-1][1].append(u["text"])
+            else:
+                groups.append([u["speaker"], [u["text"]]])
+        last = groups[-1][0]
+        messages = [{"role": "user" if s == last else "assistant", "content": self.sep.join(t)} for s, t in groups]
+        return self.scorer.start(messages)
+
+
+class SmartTurnVerifier:
+    """Smart Turn v3.2 on the last 8 s before the silence (its own input window)."""
+
+    def __init__(self, smart_turn=None) -> None:
+        from adaptkit.turn.smart_turn import SmartTurn
+
+        self.model = smart_turn or SmartTurn()
+
+    def reset(self, record: dict) -> None:
+        """Nothing to keep between conversations."""
+
+    def __call__(self, audio: np.ndarray, end: float) -> float:
+        if len(audio) < SAMPLE_RATE // 10:
+            return 0.0
+        return float(self.model(audio.astype(np.float32)))

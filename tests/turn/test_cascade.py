@@ -1,0 +1,146 @@
+"""The speculative cascade: when the turn model is asked, the labels it gives, the decisions it makes,
+and the whole study on tiny recipes (gate trained, turn models trained, baselines, report)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from adaptkit.errors import AdaptkitError
+from adaptkit.eval.frame_metrics import DecisionPoint, decision_points
+from adaptkit.turn import cascade
+
+RECIPES = Path(__file__).resolve().parents[2] / "recipes"
+
+
+class ScriptedGate:
+    """Speech exactly where the reference frames say SU."""
+
+    def __init__(self, labels: list[str]):
+        self.labels, self.k = labels, 0
+
+    def reset(self) -> None:
+        self.k = 0
+
+    def __call__(self, chunk: np.ndarray) -> float:
+        self.k += 1
+        return float(self.labels[self.k - 1] == "SU")
+
+
+class OracleVerifier:
+    """P(end) = 1 inside a reference Gap, 0 elsewhere; records when it is asked."""
+
+    def __init__(self):
+        self.asked: list[float] = []
+
+    def reset(self, record: dict) -> None:
+        self.silences = record["silences"]
+
+    def __call__(self, audio: np.ndarray, end: float) -> float:
+        self.asked.append(end)
+        assert len(audio) == round(end * 16000)
+        return float(any(s["label"] == "Gap" and s["start"] - 0.1 <= end < s["end"] for s in self.silences))
+
+
+def _record(labels: list[str]) -> dict:
+    """A record whose silences are the non-SU runs of `labels` (0.1 s frames)."""
+    silences, k = [], 0
+    while k < len(labels):
+        if labels[k] == "SU":
+            k += 1
+            continue
+        j = k
+        while j < len(labels) and labels[j] == labels[k]:
+            j += 1
+        silences.append({"start": round(k * 0.1, 3), "end": round(j * 0.1, 3), "label": labels[k],
+                         "before": "spk_0" if k else None, "after": "spk_1" if j < len(labels) else None})
+        k = j
+    return {"frames": {"hop": 0.1, "labels": labels}, "silences": silences}
+
+
+LABELS = ["SU"] * 5 + ["Pause"] * 4 + ["SU"] * 6 + ["Gap"] * 5 + ["SU"] * 4 + ["Pause"] * 1 + ["SU"] * 5
+
+
+def test_the_turn_model_is_asked_once_per_silence_after_200_ms_and_its_answer_holds():
+    record, wave = _record(LABELS), np.zeros(len(LABELS) * 1600, np.float32)
+    verifier = OracleVerifier()
+    trace = cascade.stream(wave, ScriptedGate(LABELS), verifier, record=record)
+    # asked at the 2nd chunk of the Pause (onset 0.5 s) and of the Gap (onset 1.5 s), not in the 100 ms Pause
+    assert verifier.asked == [0.5, 1.5] and trace.calls == 2
+    labels = trace.labels(0.5)
+    # causal: the first 200 ms of a silence are Pause until the answer comes, then the answer holds
+    assert labels == ["SU"] * 5 + ["Pause"] * 4 + ["SU"] * 6 + ["Pause"] + ["Gap"] * 4 + ["SU"] * 4 + ["Pause"] + ["SU"] * 5
+    every = cascade.stream(wave, ScriptedGate(LABELS), OracleVerifier(), record=record, every_chunk=True)
+    assert every.calls == len(LABELS) and every.labels(0.5)[15] == "Gap"  # from the first chunk of the Gap
+    timeout = trace.labels(0.3, "timeout")
+    assert timeout[5:9] == ["Pause", "Pause", "Gap", "Gap"] and timeout[24] == "Pause"
+
+
+def test_fires_are_seconds_from_the_silence_start_to_the_first_gap_label():
+    record = _record(LABELS)
+    trace = cascade.stream(np.zeros(len(LABELS) * 1600, np.float32), ScriptedGate(LABELS), OracleVerifier(), record=record)
+    points = decision_points(record["silences"])
+    assert points == [DecisionPoint(0.5, 0.9, "Pause"), DecisionPoint(1.5, 2.0, "Gap"), DecisionPoint(2.4, 2.5, "Pause")]
+    assert cascade.fires(trace, points, 0.5) == [None, 0.2, None]
+    assert cascade.fires(trace, points, 0.3, "timeout") == [0.3, 0.3, None]  # a cut-off in the first Pause
+    s = cascade.score_system([trace], [record])
+    assert s["at_threshold"]["false_cutoff_rate"] == 0.0 and s["at_threshold"]["gap_latency_median"] == pytest.approx(0.2)
+    assert s["frames"]["per_class"]["SU"]["f1"] == 1.0 and s["frames"]["per_class"]["Gap"]["recall"] == pytest.approx(0.8)
+    assert s["calls_per_minute"] == pytest.approx(2 / (len(LABELS) * 0.1 / 60))
+    t = cascade.score_system([trace], [record], "timeout", 0.3)
+    assert t["calls_per_minute"] == 0.0 and t["at_threshold"]["false_cutoff_rate"] == 0.5
+
+
+@pytest.fixture(scope="module")
+def tiny_study(tmp_path_factory):
+    """The shipped tiny cascade recipe over fast copies of the tiny turn recipes (3 steps, 6 calls)."""
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed")
+    tmp = tmp_path_factory.mktemp("cascade")
+    data = tmp / "data"
+    for name in ("turn_tags", "turn_end"):
+        r = yaml.safe_load((RECIPES / "tiny" / f"{name}.yaml").read_text())
+        r["data"] = {**r["data"], "synth": {"langs": ["en"], "n": 6, "duration": 8.0, "out": str(data)}}
+        r["train"].update(max_steps=3, eval_every=0)
+        r["output_dir"] = str(tmp / name)
+        (tmp / f"{name}.yaml").write_text(yaml.safe_dump(r))
+    from adaptkit.turn.study import CascadeRecipe, run_study
+
+    recipe = CascadeRecipe.load(RECIPES / "tiny" / "cascade.yaml", (
+        f"turn_models={{tags: {tmp / 'turn_tags.yaml'}, text: {tmp / 'turn_end.yaml'}}}", "limit=1", "gate.steps=20",
+        f"output_dir={tmp / 'out'}"))
+    return run_study(recipe), tmp / "out"
+
+
+def test_tiny_cascade_recipe_trains_and_scores_every_system(tiny_study):
+    pytest.importorskip("onnxruntime")
+    report, out = tiny_study
+    systems = report["systems"]
+    assert set(systems) == {"cascade: tags", "every chunk: tags", "cascade: text", "every chunk: text", "GRU gate + timeout",
+                            "baseline: Silero VAD + timeout", "baseline: Smart Turn v3.2"}
+    for name in ("tags", "text"):  # acceptance: at least 10x fewer turn-model calls than on every chunk
+        assert systems[f"every chunk: {name}"]["calls_per_minute"] >= 10 * systems[f"cascade: {name}"]["calls_per_minute"] > 0
+    assert systems["every chunk: tags"]["calls_per_minute"] == pytest.approx(600, rel=0.02)
+    assert all(0 <= s["frames"]["macro_f1"] <= 1 for s in systems.values())
+    saved = json.loads((out / "report.json").read_text())
+    assert saved["systems"].keys() == systems.keys() and (out / "plots" / "tradeoff.png").stat().st_size > 1000
+    assert (out / "gate.safetensors").is_file() and "| cascade: tags | GRU |" in (out / "report.md").read_text()
+
+
+@pytest.mark.parametrize("override,message", [
+    ("gate.kind=lstm", "gate.kind: unknown gate 'lstm'"),
+    ("baselines=[vap]", "baselines: unknown baseline 'vap'"),
+    ("turn_models={}", "turn_models: name at least one turn model"),
+    ("asks=soon", "cascade.asks[0]: expected number"),
+])
+def test_bad_cascade_recipe_is_one_line(override, message):
+    from adaptkit.turn.study import CascadeRecipe
+
+    with pytest.raises(AdaptkitError) as err:
+        CascadeRecipe.load(RECIPES / "tiny" / "cascade.yaml", (override,))
+    assert message in str(err.value) and str(err.value).startswith(str(RECIPES / "tiny" / "cascade.yaml"))
