@@ -149,9 +149,9 @@ def component_map(model: nn.Module, user: dict[str, str | list[str]] | None = No
     """Resolve the components of `model`: user map, then architecture map, then structural fallback."""
     name = type(model).__name__
     base = ARCH_MAPS.get(name)
-    if base is None and hasattr(model, "component_paths"):  # a model that knows its parts (ComposedSpeechLM)
-        base = model.component_paths()
     source = f"architecture map for {name}"
+    if base is None and hasattr(model, "component_paths"):  # a model that knows its parts (ComposedSpeechLM)
+        base, source = model.component_paths(), f"{name}.component_paths()"
     if user:
         _check_paths(model, user, "freeze.components")
         if base is None and set(user) >= {"encoder", "projector", "llm", "embeddings"}:

@@ -144,3 +144,15 @@ def test_bad_cascade_recipe_is_one_line(override, message):
     with pytest.raises(AdaptkitError) as err:
         CascadeRecipe.load(RECIPES / "tiny" / "cascade.yaml", (override,))
     assert message in str(err.value) and str(err.value).startswith(str(RECIPES / "tiny" / "cascade.yaml"))
+
+
+def test_cascade_command_turns_a_bad_recipe_into_exit_2(tmp_path):
+    from click.testing import CliRunner
+
+    from adaptkit.cli import main
+
+    bad = tmp_path / "c.yaml"
+    bad.write_text("turn_models: {a: nowhere.yaml}\ngate: {kind: gru, stepz: 3}\n")
+    result = CliRunner().invoke(main, ["cascade", str(bad)])
+    assert result.exit_code == 2
+    assert result.output.strip() == f"error: {bad}: gate.stepz: unknown key (closest: steps); allowed: kind, steps, lr, path, threshold"
