@@ -17,6 +17,7 @@ Relative paths in `data` and `output_dir` resolve against the recipe's folder.
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from contextlib import contextmanager
@@ -308,9 +309,14 @@ def _coerce(value: Any, kind: Any, where: str) -> Any:
         return {k: (v if item is Any else _coerce(v, item, f"{where}.{k}")) for k, v in value.items()}
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if kind is float and isinstance(value, str) and _FLOAT.fullmatch(value.strip()):
+        return float(value)  # YAML 1.1 reads 3e-3 (no dot) as a string
     if kind is Any:
         return value
     return _typed(value, kind, where)
+
+
+_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 
 def _typed(value: Any, kind: type, where: str) -> Any:

@@ -93,3 +93,11 @@ def test_audio_at_another_rate_is_resampled_and_noted_once(calls, tmp_path, make
         run(Recipe.load(make_recipe(data={"train": str(manifest), "dev": None}, train={"max_steps": 2})))
     notes = [r for r in caplog.records if "resampling audio from 44100 Hz to 16000 Hz" in r.getMessage()]
     assert len(notes) == 1
+
+
+@pytest.mark.parametrize("text,value", [("3e-3", 3e-3), ("1E4", 1e4), ("+2.5e-1", 0.25)])
+def test_exponents_without_a_dot_are_numbers(make_recipe, text, value):
+    from adaptkit.recipe import Recipe
+
+    assert Recipe.load(make_recipe(), [f"train.lr={text}"]).train.lr == value  # YAML 1.1 would give a string
+    assert Recipe.load(make_recipe(train={"lr": text})).train.lr == value
