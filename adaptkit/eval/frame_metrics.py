@@ -165,24 +165,29 @@ def calls_per_minute(calls: int, seconds: float) -> float:
 
 
 def plot_tradeoff(curves: dict[str, list[dict]], path: Path, title: str = "") -> None:
-    """PNG at `path`: false cut-off rate over median Gap latency, one line per system (inf points skipped)."""
+    """PNG at `path`, one line per system over its threshold sweep: false cut-off rate over median
+    Gap latency (left; settings that miss half the Gaps have no finite median and are skipped),
+    and the share of Gaps detected over the false cut-off rate (right; every setting)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(6.4, 4.2), dpi=100)
+    fig = Figure(figsize=(11, 4.6), dpi=100)
     FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
+    left, right = fig.subplots(1, 2)
     for name, rows in curves.items():
         xy = [(r["gap_latency_median"], r["false_cutoff_rate"]) for r in rows
               if r.get("gap_latency_median") is not None and r.get("false_cutoff_rate") is not None
               and math.isfinite(r["gap_latency_median"])]
-        ax.plot([x for x, _ in xy], [y for _, y in xy], marker="o", label=name)
-    ax.set_xlabel("median gap latency (s)")
-    ax.set_ylabel("false cut-off rate")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
+        left.plot([x for x, _ in xy], [y for _, y in xy], marker="o", label=name)
+        roc = sorted((r["false_cutoff_rate"], r["gap_detected"]) for r in rows
+                     if r.get("false_cutoff_rate") is not None and r.get("gap_detected") is not None)
+        right.plot([x for x, _ in roc], [y for _, y in roc], marker="o", label=name)
+    left.set(xlabel="median Gap latency (s)", ylabel="false cut-off rate", title=title)
+    right.set(xlabel="false cut-off rate", ylabel="Gaps detected before the next speaker", title="detection vs cut-offs")
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
     if curves:
-        ax.legend()
+        right.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")

@@ -210,14 +210,22 @@ def run_study(recipe: CascadeRecipe) -> dict[str, Any]:
             from adaptkit.turn.verifiers import SmartTurnVerifier
 
             add("baseline: Smart Turn v3.2", "Silero VAD", SmartTurnVerifier(), g=silero)
-    report = {"data": str(folder / recipe.test), "conversations": len(convs), "minutes": round(sum(len(w) for w in waves) / 16000 / 60, 2),
-              "gate": gate_info, "threshold": recipe.threshold, "timeout": recipe.timeout, "asks": recipe.asks, "systems": systems}
-    (out / "plots").mkdir(exist_ok=True)
-    fm.plot_tradeoff({n: s["curve"] for n, s in systems.items()}, out / "plots" / "tradeoff.png",
-                     title=f"False cut-offs vs latency ({recipe.test}, {len(convs)} calls)")
+    report = {"data": str(folder / recipe.test), "split": recipe.test, "conversations": len(convs),
+              "minutes": round(sum(len(w) for w in waves) / 16000 / 60, 2), "gate": gate_info, "threshold": recipe.threshold,
+              "timeout": recipe.timeout, "asks": recipe.asks, "systems": systems}
+    write_report(report, out)
+    return report
+
+
+def write_report(report: dict, out: Path) -> None:
+    """report.json, report.md and plots/tradeoff.png in `out` (from a study's report dict)."""
+    from adaptkit.eval import frame_metrics as fm
+
+    (out / "plots").mkdir(parents=True, exist_ok=True)
+    fm.plot_tradeoff({n: s["curve"] for n, s in report["systems"].items()}, out / "plots" / "tradeoff.png",
+                     title=f"False cut-offs vs latency ({report.get('split', '')}, {report['conversations']} calls)")
     atomic_write_text(out / "report.json", json.dumps(report, indent=1, default=_json) + "\n")
     atomic_write_text(out / "report.md", to_markdown(report))
-    return report
 
 
 def _json(x: Any) -> Any:
@@ -239,7 +247,11 @@ def to_markdown(report: dict) -> str:
     systems = report["systems"]
     lines = [f"# Turn taking on {report['data']}", "",
              f"{report['conversations']} conversations, {report['minutes']} min; frames of 100 ms; operating point: "
-             f"P(end) >= {report['threshold']} (timeouts: {report['timeout']} s of silence).", "",
+             f"P(end) >= {report['threshold']} (timeouts: {report['timeout']} s of silence). Gate: {report['gate'].get('kind')}. "
+             "A frame's label is what the system knows at the frame's end (the first 200 ms of a silence stay Pause until "
+             "the turn model answers). A Gap is detected when the system labels it Gap before the next speaker starts; "
+             "its latency runs from the start of the silence; a false cut-off is a Pause labelled Gap before the speaker "
+             "goes on.", "",
              "| system | gate | turn model asked | calls/min | SU F1 | Pause F1 | Gap F1 | macro F1 | mean IoU | false cut-offs | Gap latency (median s) | Gaps detected |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, s in systems.items():
