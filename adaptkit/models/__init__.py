@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from types import ModuleType
 
 import torch
+from huggingface_hub.errors import HFValidationError
 from torch import nn
 
 from adaptkit.errors import AdaptkitError
@@ -71,6 +72,14 @@ def _arch_of(name: str) -> str:
     return MODEL_TYPES[model_type]
 
 
+def _check_path(key: str, name: str | None) -> None:
+    """A name written as a path (/x, ./x, ../x, ~/x) must be a folder: say so instead of a hub-id error."""
+    from pathlib import Path
+
+    if name and name.startswith(("/", "./", "../", "~")) and not Path(name).expanduser().is_dir():
+        raise AdaptkitError(f"model.{key}: {name!r} is not a folder (a path, not a hub id)")
+
+
 @dataclass
 class Loaded:
     """A model with what reads its inputs, as one recipe's `model` section builds it."""
@@ -103,6 +112,8 @@ def load(section) -> Loaded:
                                       size=section.size)
         fe = getattr(family(section.tiny), "tiny_feature_extractor", lambda: None)()
         return Loaded(section.tiny, model, tokenizer, fe)
+    for key in ("name", "encoder", "llm"):
+        _check_path(key, getattr(section, key, None))
     arch = section.arch or _arch_of(section.name)
     dtype = getattr(torch, section.dtype)
     try:
@@ -112,7 +123,7 @@ def load(section) -> Loaded:
             model, tokenizer, fe = compose(section.encoder, section.llm, section.projector, dtype)
             return Loaded(arch, model, tokenizer, fe)
         model, tokenizer, fe, processor = family(arch).load_pretrained(arch, section.name, dtype)
-    except OSError as err:  # not found locally and no hub (offline), or unreadable files
+    except (OSError, HFValidationError) as err:  # not found locally and no hub (offline), a bad path, unreadable files
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise AdaptkitError(f"model.{'name' if section.name else 'llm'}: cannot load {section.name or section.llm!r}: {first}")
     return Loaded(arch, model, tokenizer, fe, processor)

@@ -79,6 +79,7 @@ class ComposedSpeechLM(PreTrainedModel):
             self.projector = projectors.build(config.projector, _width(enc_config), llm_config.hidden_size, config.stack,
                                               config.projector_layers, config.projector_heads)
         self.config.tie_word_embeddings = bool(getattr(llm_config, "tie_word_embeddings", False))
+        self.post_init()
 
     def _init_weights(self, module: nn.Module) -> None:  # the parts initialise themselves
         pass

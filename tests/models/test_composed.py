@@ -119,3 +119,31 @@ def test_bad_composition_is_one_line(model, message, tmp_path):
         recipe = Recipe.parse({"model": model, "freeze": {"train": ["projector"]}})
         load(recipe.model)
     assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_compose_joins_checkpoints_by_path_as_by_hub_name(tmp_path):
+    """The by-name path (`arch: composed`, encoder + llm ids) on local folders of real classes."""
+    from transformers import (ParakeetCTCConfig, ParakeetFeatureExtractor, ParakeetForCTC, Qwen2Config, Qwen2ForCausalLM,
+                              WhisperConfig, WhisperFeatureExtractor, WhisperModel)
+
+    from adaptkit.models import load
+    from adaptkit.models.composed import TINY_ENCODERS
+    from adaptkit.models.tokenizer import tiny_tokenizer
+
+    WhisperModel(WhisperConfig(**TINY_ENCODERS["whisper"])).save_pretrained(tmp_path / "whisper")
+    WhisperFeatureExtractor(feature_size=80).save_pretrained(tmp_path / "whisper")
+    ParakeetForCTC(ParakeetCTCConfig(encoder_config=TINY_ENCODERS["parakeet_encoder"], vocab_size=32)).save_pretrained(tmp_path / "parakeet")
+    ParakeetFeatureExtractor().save_pretrained(tmp_path / "parakeet")
+    tok = tiny_tokenizer()
+    Qwen2ForCausalLM(Qwen2Config(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=1,
+                                 num_attention_heads=4, num_key_value_heads=2)).save_pretrained(tmp_path / "llm")
+    tok.save_pretrained(tmp_path / "llm")
+    for name, cls in (("whisper", "WhisperEncoder"), ("parakeet", "ParakeetEncoder")):
+        recipe = Recipe.parse({"model": {"arch": "composed", "encoder": str(tmp_path / name), "llm": str(tmp_path / "llm"),
+                                         "projector": {"type": "conv_transformer", "heads": 4}}, "freeze": {"strategy": "projector_only"}})
+        loaded = load(recipe.model)
+        assert type(loaded.model.encoder).__name__ == cls and loaded.model.llm.config.hidden_size == 64
+        batch = fam.example_batch("composed", loaded.model, loaded.tokenizer)
+        assert torch.isfinite(fam.forward(loaded.model, batch).loss)
+    with pytest.raises(AdaptkitError, match=r"model.llm: '.*nowhere' is not a folder \(a path, not a hub id\)"):
+        load(Recipe.parse({"model": {"arch": "composed", "llm": str(tmp_path / "nowhere")}, "freeze": {"train": ["llm"]}}).model)
