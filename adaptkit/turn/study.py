@@ -168,7 +168,6 @@ def _gate(recipe: CascadeRecipe, train: Path, out: Path):
 def run_study(recipe: CascadeRecipe) -> dict[str, Any]:
     """Run every system on the test conversations; write report.md, report.json and plots/tradeoff.png."""
     from adaptkit.data.audio import load_audio
-    from adaptkit.eval import frame_metrics as fm
 
     out = recipe.output_dir
     out.mkdir(parents=True, exist_ok=True)
