@@ -147,3 +147,16 @@ def test_compose_joins_checkpoints_by_path_as_by_hub_name(tmp_path):
         assert torch.isfinite(fam.forward(loaded.model, batch).loss)
     with pytest.raises(AdaptkitError, match=r"model.llm: '.*nowhere' is not a folder \(a path, not a hub id\)"):
         load(Recipe.parse({"model": {"arch": "composed", "llm": str(tmp_path / "nowhere")}, "freeze": {"train": ["llm"]}}).model)
+
+
+@pytest.mark.parametrize("llm", ["llama", "mistral", "gemma", "gpt2"])
+def test_any_causal_lm_type_joins_and_its_parts_are_found(llm):
+    model, tok = build_tiny("composed", encoder="wav2vec2", llm=llm)
+    paths = model.component_paths()
+    prefix = f"llm.{model.llm.base_model_prefix}"
+    assert paths["llm"] == prefix and paths["embeddings"].startswith(prefix + ".") and paths["lm_head"] == "llm.lm_head"
+    model, report = apply(model, {"add_tokens": ["<COMPLETE>"], "train": ["projector", {"tokens": "added"}]}, tokenizer=tok)
+    batch = fam.example_batch("composed", model, tok, answers=["<COMPLETE>"])
+    fam.forward(model, batch).loss.backward()
+    assert model.projector.linear.weight.grad is not None and all(
+        p.grad is None for n, p in model.named_parameters() if n.startswith("encoder."))
