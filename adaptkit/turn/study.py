@@ -171,8 +171,11 @@ def run_study(recipe: CascadeRecipe) -> dict[str, Any]:
 
     out = recipe.output_dir
     out.mkdir(parents=True, exist_ok=True)
+    folder = _data_folder(recipe) if recipe.data else None  # a recipe's own data exists only after training it
+    if folder is not None:
+        _conversations(folder / recipe.test, recipe.limit)  # fail on missing data before any training
     targets = {name: _target(path) for name, path in recipe.turn_models.items()}
-    folder = _data_folder(recipe)
+    folder = folder or _data_folder(recipe)
     convs = _conversations(folder / recipe.test, recipe.limit)
     waves = [load_audio(p, cascade.SAMPLE_RATE) for p, _ in convs]
     records = [r for _, r in convs]

@@ -156,3 +156,12 @@ def test_cascade_command_turns_a_bad_recipe_into_exit_2(tmp_path):
     result = CliRunner().invoke(main, ["cascade", str(bad)])
     assert result.exit_code == 2
     assert result.output.strip() == f"error: {bad}: gate.stepz: unknown key (closest: steps); allowed: kind, steps, lr, path, threshold"
+
+
+def test_missing_conversations_fail_before_any_training(tmp_path):
+    from adaptkit.turn.study import CascadeRecipe, run_study
+
+    recipe = CascadeRecipe.load(RECIPES / "tiny" / "cascade.yaml", (f"data={tmp_path / 'none'}", f"output_dir={tmp_path / 'out'}"))
+    with pytest.raises(AdaptkitError, match=r"data: .*none/test_ood is not a folder of conversations"):
+        run_study(recipe)
+    assert not any((tmp_path / "out").iterdir())
