@@ -161,7 +161,11 @@ def test_cascade_command_turns_a_bad_recipe_into_exit_2(tmp_path):
 def test_missing_conversations_fail_before_any_training(tmp_path):
     from adaptkit.turn.study import CascadeRecipe, run_study
 
-    recipe = CascadeRecipe.load(RECIPES / "tiny" / "cascade.yaml", (f"data={tmp_path / 'none'}", f"output_dir={tmp_path / 'out'}"))
+    tags = yaml.safe_load((RECIPES / "tiny" / "turn_tags.yaml").read_text())
+    tags["output_dir"] = str(tmp_path / "tags")
+    (tmp_path / "tags.yaml").write_text(yaml.safe_dump(tags))
+    recipe = CascadeRecipe.load(RECIPES / "tiny" / "cascade.yaml", (
+        f"turn_models={{tags: {tmp_path / 'tags.yaml'}}}", f"data={tmp_path / 'none'}", f"output_dir={tmp_path / 'out'}"))
     with pytest.raises(AdaptkitError, match=r"data: .*none/test_ood is not a folder of conversations"):
         run_study(recipe)
-    assert not any((tmp_path / "out").iterdir())
+    assert not (tmp_path / "tags").exists()  # the turn model was not trained
