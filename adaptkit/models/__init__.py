@@ -1,15 +1,25 @@
 """Model families: how to load each by name and how to build a tiny random copy offline.
 
-Every family module offers the same three functions:
-  build_tiny(arch, tokenizer, tied, seed) -> model   a random model of the real config class
+Every family module offers:
+  build_tiny(arch, tokenizer, tied, seed, ...) -> model   a random model of the real config class
   example_batch(arch, model, tokenizer, batch_size, seed) -> dict   a small batch with labels
-  load_pretrained(arch, name, dtype) -> (model, tokenizer)   a real checkpoint by hub id or path
+  load_pretrained(arch, name, dtype) -> (model, tokenizer, feature extractor, processor)   by hub id or path
   forward(model, batch) -> outputs   the forward pass (with .loss and .logits) through the module that has one
+
+Families that train (qwen3_asr, composed) also offer the pieces the training loss, the decoder and
+the turn models use:
+  features(fe, wave), prompt_ids(tokenizer, n_audio, system), audio_token_count(frames, model)
+  encode_audio(model, feats, mask) -> per-sample encoder states
+  projected_length(model, states) -> placeholders those states fill; project(model, states) -> rows
+  llm_hidden(model, ids, mask, audio_rows), output_layer(model), text_model(model),
+  audio_token_id(model), generate(model, **kwargs)
 """
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from types import ModuleType
 
@@ -116,14 +126,22 @@ def load(section) -> Loaded:
         _check_path(key, getattr(section, key, None))
     arch = section.arch or _arch_of(section.name)
     dtype = getattr(torch, section.dtype)
-    try:
-        if arch == "composed" and not section.name:
-            from adaptkit.models.composed import compose
+    if arch == "composed" and not section.name:
+        from adaptkit.models.composed import compose
 
-            model, tokenizer, fe = compose(section.encoder, section.llm, section.projector, dtype)
-            return Loaded(arch, model, tokenizer, fe)
+        model, tokenizer, fe = compose(section.encoder, section.llm, section.projector, dtype)
+        return Loaded(arch, model, tokenizer, fe)
+    with loading("name", section.name):
         model, tokenizer, fe, processor = family(arch).load_pretrained(arch, section.name, dtype)
-    except (OSError, HFValidationError) as err:  # not found locally and no hub (offline), a bad path, unreadable files
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise AdaptkitError(f"model.{'name' if section.name else 'llm'}: cannot load {section.name or section.llm!r}: {first}")
     return Loaded(arch, model, tokenizer, fe, processor)
+
+
+@contextmanager
+def loading(key: str, name: str) -> Iterator[None]:
+    """Turn a failed load of `name` (not found locally and no hub, a bad path, unreadable files)
+    into a one-line error naming the recipe key `model.<key>`."""
+    try:
+        yield
+    except (OSError, HFValidationError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise AdaptkitError(f"model.{key}: cannot load {name!r}: {first}") from None

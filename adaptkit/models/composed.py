@@ -294,17 +294,22 @@ def compose(encoder: str | None, llm: str, projector: dict | None = None, dtype:
     """
     from transformers import AutoFeatureExtractor, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(llm)
+    from adaptkit.models import loading
+
+    with loading("llm", llm):
+        tokenizer = AutoTokenizer.from_pretrained(llm)
+        lm = AutoModelForCausalLM.from_pretrained(llm, dtype=dtype)
     tokenizer.add_special_tokens({"additional_special_tokens": [t for t in AUDIO_TOKENS if t not in tokenizer.get_vocab()]},
                                  replace_additional_special_tokens=False)
-    lm = AutoModelForCausalLM.from_pretrained(llm, dtype=dtype)
     if len(tokenizer) > lm.get_input_embeddings().weight.shape[0]:
         lm.resize_token_embeddings(len(tokenizer))
     enc, fe, enc_config = None, None, None
     if encoder is not None:
-        loaded = AutoModel.from_pretrained(encoder, dtype=dtype)
+        with loading("encoder", encoder):
+            loaded = AutoModel.from_pretrained(encoder, dtype=dtype)
+            fe = AutoFeatureExtractor.from_pretrained(encoder)
         enc = loaded.get_encoder() if hasattr(loaded, "get_encoder") else getattr(loaded, "encoder", loaded)
-        enc_config, fe = enc.config, AutoFeatureExtractor.from_pretrained(encoder)
+        enc_config = enc.config
     config = _composed_config(enc_config, lm.config, projector or {}, tokenizer)
     model = ComposedSpeechLM(config, encoder=enc, llm=lm)
     if model.projector is not None:

@@ -128,6 +128,11 @@ def output_layer(model: nn.Module) -> nn.Module:
     return model.thinker.lm_head
 
 
+def projected_length(model: nn.Module, states: int) -> int:
+    """Rows the projector makes of `states` encoder states: one each (proj1 -> GELU -> proj2)."""
+    return states
+
+
 def audio_token_count(num_frames: int, model: nn.Module | None = None) -> int:
     """Number of audio placeholder tokens the encoder produces for `num_frames` mel frames (any model)."""
     from qwen_asr.core.transformers_backend.modeling_qwen3_asr import _get_feat_extract_output_lengths

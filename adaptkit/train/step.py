@@ -95,12 +95,12 @@ class SpeechLMLoss(nn.Module):
         """Projected audio states of the batch, after checking each sample's placeholder count."""
         states = self.audio_states(batch)
         placeholders = (batch["input_ids"] == self.family.audio_token_id(self.model)).sum(dim=1).tolist()
-        rows = getattr(self.family, "projected_length", lambda _model, n: n)  # a projector may shorten the sequence
         for k, (s, n) in enumerate(zip(states, placeholders)):
-            if rows(self.model, s.shape[0]) != n:
+            rows = self.family.projected_length(self.model, s.shape[0])  # a projector may shorten the sequence
+            if rows != n:
                 i = int(batch["index"][k])
                 where = self.where[i] if i < len(self.where) else f"sample {i}"
-                raise AdaptkitError(f"{where}: {n} audio placeholders but the encoder and projector give {rows(self.model, s.shape[0])}")
+                raise AdaptkitError(f"{where}: {n} audio placeholders but the encoder and projector give {rows}")
         return self.family.project(self.model, states)
 
 

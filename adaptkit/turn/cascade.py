@@ -55,11 +55,11 @@ class Trace:
     """Audio length."""
 
     def scores(self, kind: str) -> list[float]:
-        """Per-chunk score that a threshold turns into Gap: the verifier's probability, or the
-        silence length itself (`timeout`: the VAD-only baseline)."""
+        """Per-chunk score that a threshold turns into Gap: the verifier's probability (0 before it
+        answers), or the silence length itself (`timeout`: the VAD-only baseline); -inf on speech."""
         if kind == "timeout":
-            return [0.0 if s else r for s, r in zip(self.speech, self.silence)]
-        return [0.0 if s or p is None else p for s, p in zip(self.speech, self.end_probability)]
+            return [-np.inf if s else r for s, r in zip(self.speech, self.silence)]
+        return [-np.inf if s else 0.0 if p is None else p for s, p in zip(self.speech, self.end_probability)]
 
     def labels(self, threshold: float, kind: str = "verifier") -> list[str]:
         """SU / Pause / Gap per chunk at `threshold` (a probability, or seconds for `timeout`)."""
@@ -103,22 +103,14 @@ def stream(wave: np.ndarray, gate: Gate, verifier: Verifier | None = None, *, re
 
 def fires(trace: Trace, points: list[fm.DecisionPoint], threshold: float, kind: str = "verifier") -> list[float | None]:
     """For each reference silence, seconds from its start to the first chunk labelled Gap inside it
-    (a chunk's decision is known at its end), None when none is."""
-    labels = trace.labels(threshold, kind)
+    (a chunk's decision is known at its end, so the chunks ending within the silence count), None
+    when none is."""
+    scores = trace.scores(kind)
     out = []
     for p in points:
-        first = int(np.floor(p.start / HOP + 1e-9))
-        fire = None
-        for k in range(first, len(labels)):
-            t = round((k + 1) * HOP, 6)
-            if t <= p.start + 1e-9:
-                continue
-            if t > p.end + 1e-9:
-                break
-            if labels[k] == "Gap":
-                fire = round(t - p.start, 6)
-                break
-        out.append(fire)
+        first = int(np.floor(p.start / HOP + 1e-9))  # the first chunk ending after the silence starts
+        last = int(np.floor(p.end / HOP + 1e-9))  # chunks first..last-1 end within the silence
+        out.append(fm.first_fire(scores[first:last], threshold, HOP, offset=first * HOP - p.start))
     return out
 
 

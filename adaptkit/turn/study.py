@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +87,7 @@ class CascadeRecipe:
             data = dict(data)
             if data.get("gate") is not None:
                 data["gate"] = from_dict(GateSection, data["gate"], "gate")
-            recipe = from_dict(cls, {k: v for k, v in data.items() if v is not None or k == "data"}, "cascade")
+            recipe = from_dict(cls, {k: v for k, v in data.items() if v is not None}, "cascade")
             recipe.turn_models = {name: str((base / p).resolve()) for name, p in recipe.turn_models.items()}
             recipe.data = str((base / recipe.data).resolve()) if recipe.data else None
             recipe.output_dir = (base / recipe.output_dir).resolve() if recipe.output_dir else Path("runs/cascade").resolve()
@@ -141,8 +141,11 @@ def _conversations(folder: Path, limit: int | None = None) -> list[tuple[Path, d
         raise AdaptkitError(f"data: {folder} is not a folder of conversations")
     out = []
     for meta in sorted(folder.glob("*.json")):
-        record = json.loads(meta.read_text(encoding="utf-8"))
-        if "frames" not in record or "silences" not in record:
+        try:
+            record = json.loads(meta.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as err:
+            raise AdaptkitError(f"{meta}:{err.lineno}: not valid JSON ({err.msg})")
+        if not isinstance(record, dict) or "frames" not in record or "silences" not in record:
             raise AdaptkitError(f"{meta}: not an adaptkit synth record (no frames or silences)")
         out.append((meta.with_suffix(".wav"), record))
     if not out:
@@ -233,7 +236,7 @@ def write_report(report: dict, out: Path) -> None:
 def _json(x: Any) -> Any:
     if isinstance(x, (np.floating, np.integer)):
         return x.item()
-    return asdict(x) if hasattr(x, "__dataclass_fields__") else str(x)
+    raise TypeError(f"not JSON serialisable: {type(x).__name__}")
 
 
 def _f(x: Any) -> str:

@@ -61,8 +61,11 @@ class EndOfTurnVerifier:
 
     def reset(self, record: dict) -> None:
         """Take the conversation's units (from its synth JSON record)."""
+        from adaptkit.synth.templates import SCRIPTS
+
         self.units = [u for u in record.get("units", []) if u.get("label") != "backchannel"]
-        self.sep = "" if record.get("language") in ("ja", "zh") else " "
+        script = SCRIPTS.get(record.get("language"))
+        self.sep = " " if script is None or script.spaced else ""
 
     def __call__(self, audio: np.ndarray, end: float) -> float:
         done = [u for u in self.units if u["end"] <= end + 0.05]

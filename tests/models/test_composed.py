@@ -147,6 +147,10 @@ def test_compose_joins_checkpoints_by_path_as_by_hub_name(tmp_path):
         assert torch.isfinite(fam.forward(loaded.model, batch).loss)
     with pytest.raises(AdaptkitError, match=r"model.llm: '.*nowhere' is not a folder \(a path, not a hub id\)"):
         load(Recipe.parse({"model": {"arch": "composed", "llm": str(tmp_path / "nowhere")}, "freeze": {"train": ["llm"]}}).model)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(AdaptkitError, match=r"^model.encoder: cannot load '.*empty': "):  # the part that failed, by its key
+        load(Recipe.parse({"model": {"arch": "composed", "encoder": str(tmp_path / "empty"), "llm": str(tmp_path / "llm")},
+                           "freeze": {"train": ["projector"]}}).model)
 
 
 @pytest.mark.parametrize("llm", ["llama", "mistral", "gemma", "gpt2"])

@@ -88,6 +88,8 @@ def test_fires_are_seconds_from_the_silence_start_to_the_first_gap_label():
     assert points == [DecisionPoint(0.5, 0.9, "Pause"), DecisionPoint(1.5, 2.0, "Gap"), DecisionPoint(2.4, 2.5, "Pause")]
     assert cascade.fires(trace, points, 0.5) == [None, 0.2, None]
     assert cascade.fires(trace, points, 0.3, "timeout") == [0.3, 0.3, None]  # a cut-off in the first Pause
+    # at threshold 0 every non-speech chunk fires: the first chunk ending inside each silence, never a speech chunk
+    assert cascade.fires(trace, points, 0.0) == [0.1, 0.1, 0.1]
     s = cascade.score_system([trace], [record])
     assert s["at_threshold"]["false_cutoff_rate"] == 0.0 and s["at_threshold"]["gap_latency_median"] == pytest.approx(0.2)
     assert s["frames"]["per_class"]["SU"]["f1"] == 1.0 and s["frames"]["per_class"]["Gap"]["recall"] == pytest.approx(0.8)
@@ -101,6 +103,7 @@ def tiny_study(tmp_path_factory):
     """The shipped tiny cascade recipe over fast copies of the tiny turn recipes (3 steps, 6 calls)."""
     if shutil.which("espeak-ng") is None:
         pytest.skip("espeak-ng is not installed")
+    pytest.importorskip("onnxruntime")  # the Smart Turn baseline
     tmp = tmp_path_factory.mktemp("cascade")
     data = tmp / "data"
     for name in ("turn_tags", "turn_end"):
@@ -118,7 +121,6 @@ def tiny_study(tmp_path_factory):
 
 
 def test_tiny_cascade_recipe_trains_and_scores_every_system(tiny_study):
-    pytest.importorskip("onnxruntime")
     report, out = tiny_study
     systems = report["systems"]
     assert set(systems) == {"cascade: tags", "every chunk: tags", "cascade: text", "every chunk: text", "GRU gate + timeout",
@@ -169,3 +171,34 @@ def test_missing_conversations_fail_before_any_training(tmp_path):
     with pytest.raises(AdaptkitError, match=r"data: .*none/test_ood is not a folder of conversations"):
         run_study(recipe)
     assert not (tmp_path / "tags").exists()  # the turn model was not trained
+
+
+def test_a_broken_conversation_record_names_the_file_and_line(tmp_path):
+    from adaptkit.turn.study import _conversations
+
+    (tmp_path / "a.json").write_text('{"frames": {"hop": 0.1,\n "labels": [}\n')
+    with pytest.raises(AdaptkitError, match=r"a.json:2: not valid JSON"):
+        _conversations(tmp_path)
+    (tmp_path / "a.json").write_text('{"frames": {}}')
+    with pytest.raises(AdaptkitError, match=r"a.json: not an adaptkit synth record"):
+        _conversations(tmp_path)
+
+
+@pytest.mark.parametrize("language,joined", [("ja", "はいそうです"), ("en", "はい そうです")])
+def test_the_text_verifier_reads_the_words_said_before_the_silence(language, joined):
+    from adaptkit.eval.run import Target
+    from adaptkit.models import Loaded, build_tiny
+    from adaptkit.turn.verifiers import EndOfTurnVerifier
+
+    model, tok = build_tiny("composed", encoder=None, llm="qwen3")
+    verifier = EndOfTurnVerifier(Target(Loaded("composed", model, tok, None), "turn_end", language, "", set(), "tiny"))
+    seen = []
+    verifier.scorer.start = lambda messages: seen.append(messages) or 0.7
+    units = [{"speaker": "spk_0", "start": 0.0, "end": 1.0, "text": "こんにちは", "label": "complete"},
+             {"speaker": "spk_1", "start": 1.3, "end": 2.0, "text": "はい", "label": "incomplete"},
+             {"speaker": "spk_0", "start": 2.0, "end": 2.2, "text": "ええ", "label": "backchannel"},
+             {"speaker": "spk_1", "start": 2.5, "end": 3.0, "text": "そうです", "label": "complete"}]
+    verifier.reset({"language": language, "units": units})
+    assert verifier(np.zeros(1), 0.5) == 0.0 and seen == []  # nothing said yet
+    assert verifier(np.zeros(1), 3.0) == 0.7
+    assert seen[-1] == [{"role": "assistant", "content": "こんにちは"}, {"role": "user", "content": joined}]
