@@ -100,7 +100,10 @@ def train(recipe: str | None, overrides: tuple[str, ...], resume: bool, force: b
 @click.option("--batch-size", type=int, default=8, show_default=True)
 @click.option("--limit", type=int, default=None, help="Decode at most this many samples per manifest.")
 @click.option("--no-adapter", is_flag=True, help="With a recipe: score its base model, without the trained adapter.")
-def eval_(target, data, out, task, hypotheses, batch_size, limit, no_adapter) -> None:
+@click.option("--device", default=None, help="Where to decode: cuda, cuda:1, cpu [default: cuda when there is a GPU].")
+@click.option("--no-force-language", is_flag=True,
+              help="Let the model write `language X<asr_text>` itself (transcribe() without language=) instead of forcing it.")
+def eval_(target, data, out, task, hypotheses, batch_size, limit, no_adapter, device, no_force_language) -> None:
     """Decode test sets with TARGET (recipe, adapter folder or checkpoint) and write a report.
 
     The report folder holds report.md (headline table first), report.json, plots/ and decoded.jsonl.
@@ -115,7 +118,8 @@ def eval_(target, data, out, task, hypotheses, batch_size, limit, no_adapter) ->
     if out is None:
         base = Path(hypotheses).parent if hypotheses else (Path(target).parent if Path(target).is_file() else Path(target))
         out = base / "eval"
-    scores = evaluate(target, list(data), out, task, hypotheses, batch_size, limit, adapter=not no_adapter)
+    scores = evaluate(target, list(data), out, task, hypotheses, batch_size, limit, adapter=not no_adapter,
+                      device=device, force_language=not no_force_language)
     head = {k: v for k, v in scores.overall.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     click.echo(f"scored {len(scores.rows)} samples; report in {out}/report.md")
     click.echo(", ".join(f"{k} {v:.4g}" for k, v in list(head.items())[:8]))

@@ -136,8 +136,8 @@ class TrainSection:
     """Micro-batches accumulated per optimizer step."""
     clip: float | None = 1.0
     """Clip the gradient norm to this (None: no clipping)."""
-    precision: str = "no"
-    """Mixed precision through accelerate: no, bf16 or fp16."""
+    precision: str | bool = "no"
+    """Mixed precision through accelerate: no, bf16 or fp16 (`false`, and YAML's unquoted `no`, mean no)."""
     seed: int = 0
     """Seed of sampling, initialisation and dropout."""
     eval_every: int = 0
@@ -248,6 +248,8 @@ def _check(recipe: Recipe, base: Path) -> None:
         raise AdaptkitError("model: encoder, llm and projector are for composed models; set tiny or arch to composed")
     if m.dtype not in ("float32", "bfloat16", "float16"):
         raise AdaptkitError(f"model.dtype: unknown dtype {m.dtype!r}; use float32, bfloat16 or float16")
+    if t.precision is False:  # YAML 1.1 reads an unquoted `no` as false
+        t.precision = "no"
     for key, allowed in (("optimizer", ("adamw", "sgd")), ("schedule", ("constant", "linear", "cosine")), ("precision", ("no", "bf16", "fp16"))):
         value = getattr(t, key)
         if value not in allowed:

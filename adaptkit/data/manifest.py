@@ -1,8 +1,13 @@
 """JSONL manifests: one sample a line, checked line by line with `file:line` in every error.
 
-Speaker ASR lines follow the Qwen3-ASR fine-tuning format (`audio`, `text`, optional `prompt`,
-`language`); turn-tag lines add `start`, `end` and `label`. Relative audio paths resolve against
-the manifest's folder.
+Speaker ASR lines come in two forms that give the same sample (and the same token ids):
+- the official Qwen3-ASR fine-tuning format (QwenLM/Qwen3-ASR, `finetuning/README.md`):
+  `{"audio": ..., "text": "language Japanese<asr_text><|spk_0|> ...", "prompt": optional}`, the
+  model's answer prefix inside `text`;
+- adaptkit's form: `{"audio": ..., "text": "<|spk_0|> ...", "language": "ja"}` (a code or a name),
+  the bare transcript and its language.
+A line with both a `language` field and a prefix must agree on the language. Turn-tag lines add
+`start`, `end` and `label`. Relative audio paths resolve against the manifest's folder.
 """
 
 from __future__ import annotations
@@ -16,6 +21,26 @@ from typing import Any, Callable
 from adaptkit.errors import AdaptkitError
 
 CONTROL_TOKEN = re.compile(r"<\|[^|<>]+\|>")
+ANSWER_PREFIX = re.compile(r"^language ([^<\n]*)<asr_text>")
+"""Qwen3-ASR's answer prefix, `language Japanese<asr_text>` (`language None<asr_text>`: no speech)."""
+LANGUAGE_NAMES = {
+    "ja": "Japanese", "en": "English", "zh": "Chinese", "ms": "Malay", "ta": "Tamil", "ko": "Korean",
+    "de": "German", "fr": "French", "es": "Spanish", "it": "Italian", "pt": "Portuguese", "ru": "Russian",
+    "ar": "Arabic", "hi": "Hindi", "id": "Indonesian", "th": "Thai", "vi": "Vietnamese", "tr": "Turkish",
+    "nl": "Dutch", "pl": "Polish", "sv": "Swedish", "yue": "Cantonese",
+}
+"""ISO 639 code -> the language name Qwen3-ASR writes in its answer prefix and accepts in `transcribe(language=...)`."""
+
+
+def language_name(language: str | None) -> str | None:
+    """`ja` -> `Japanese`; a name (or an unknown code) is kept as it is; None stays None."""
+    return LANGUAGE_NAMES.get(language, language) if language else None
+
+
+def split_answer_prefix(text: str) -> tuple[str | None, str]:
+    """(`Japanese`, transcript) for `language Japanese<asr_text>transcript`; (None, text) without a prefix."""
+    m = ANSWER_PREFIX.match(text)
+    return (m.group(1).strip(), text[m.end():]) if m else (None, text)
 
 
 @dataclass
@@ -27,7 +52,9 @@ class Sample:
     """`manifest:line`, for messages."""
     audio: Path | None
     text: str
+    """The transcript alone: an official-format answer prefix (`language X<asr_text>`) is split off."""
     language: str | None = None
+    """As the line gives it (`ja`, `Japanese`), or the language of its answer prefix."""
     prompt: str = ""
     start: float | None = None
     end: float | None = None
@@ -63,9 +90,17 @@ def parse_line(raw: str, where: str, base: Path, allowed_tokens: set[str], requi
     if not audio:
         return Sample(id=str(data.get("id", where)), where=where, audio=None, text=data.get("text", ""),
                       language=data.get("language"), fields=data)
-    text = data["text"]
+    text, language = data["text"], data.get("language")
     if not isinstance(text, str) or not text.strip():
         raise AdaptkitError(f"{where}: empty text")
+    if language is not None and (not isinstance(language, str) or not language.strip()):
+        raise AdaptkitError(f"{where}: 'language' must be a language code or name, got {language!r}")
+    prefixed, text = split_answer_prefix(text)
+    if prefixed is not None:
+        if language is not None and language_name(language) != prefixed:
+            raise AdaptkitError(f"{where}: 'language' {language!r} disagrees with the text's prefix "
+                                f"'language {prefixed}<asr_text>'; give one of them, or make them agree")
+        language = language or prefixed
     for tok in CONTROL_TOKEN.findall(text):
         if tok not in allowed_tokens:
             raise AdaptkitError(f"{where}: token {tok} in the text is not among the recipe's tokens ({', '.join(sorted(allowed_tokens)) or 'none'})")
@@ -77,7 +112,7 @@ def parse_line(raw: str, where: str, base: Path, allowed_tokens: set[str], requi
     if duration <= 0:
         raise AdaptkitError(f"{where}: empty audio span (start {start}, end {end})")
     return Sample(
-        id=str(data.get("id", where)), where=where, audio=audio, text=text, language=data.get("language"),
+        id=str(data.get("id", where)), where=where, audio=audio, text=text, language=language,
         prompt=data.get("prompt") or "", start=start, end=end, label=data.get("label"), duration=duration, fields=data,
     )
 

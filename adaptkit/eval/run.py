@@ -48,9 +48,9 @@ def load_target(path: str | Path, task: str | None = None, adapter: bool = True)
         return _from_adapter(adapter, task)
     if (path / "adaptkit_adapter.json").is_file():
         return _from_adapter(path, task)
-    if (path / "config.json").is_file():
+    if (path / "config.json").is_file():  # a merged checkpoint: its new tokens are in its tokenizer
         loaded = load(ModelSection(name=str(path)))
-        return Target(loaded, task or "speaker_asr", None, "", set(), str(path))
+        return Target(loaded, task or "speaker_asr", None, "", set(loaded.tokenizer.get_added_vocab()), str(path))
     raise AdaptkitError(f"{path}: not a recipe, an adaptkit adapter or a checkpoint folder")
 
 
@@ -76,8 +76,12 @@ def _units(sample: Sample) -> list | None:
 
 
 def decode_sets(target: Target, manifests: list[str], batch_size: int = 8, limit: int | None = None,
-                progress: bool = True) -> list[dict]:
-    """Decode every manifest; one dict per sample as the scoring functions take them."""
+                progress: bool = True, force_language: bool = True) -> list[dict]:
+    """Decode every manifest; one dict per sample as the scoring functions take them.
+
+    With `force_language`, a sample whose language is known (its own, else the adapter's) gets the
+    answer prefix `language X<asr_text>` in its prompt, as `Qwen3ASRModel.transcribe(language=X)`
+    does; without it the model writes the prefix itself, as `transcribe()` with no language."""
     from adaptkit.eval.decode import decode
 
     fam, tok = family(target.loaded.arch), target.loaded.tokenizer
@@ -92,13 +96,16 @@ def decode_sets(target: Target, manifests: list[str], batch_size: int = 8, limit
             continue
         answers = [tm.target(s, target.language) for s in samples]
         tags = list(getattr(tm, "TAGS", {}).values())
+        forced = hasattr(tm, "answer_prefix") and force_language
+        prefixes = [tm.answer_prefix(s.language or target.language) if forced and (s.language or target.language) else ""
+                    for s in samples]
         out = decode(target.loaded.model, fam, tok, target.loaded.feature_extractor, samples, answers,
-                     target.prompt, batch_size=batch_size, score_tokens=tags, progress=progress)
+                     target.prompt, batch_size=batch_size, score_tokens=tags, progress=progress, prefixes=prefixes)
         set_name = Path(manifest).parent.name
         for s, d in zip(samples, out):
             sid = f"{set_name}/{s.id}" if len(manifests) > 1 else s.id  # ids repeat across generated sets
             row = {"id": sid, "set": set_name, "language": s.language or target.language or "", "hypothesis": d.text,
-                   "ended_with_eos": d.ended_with_eos, "tokens": d.tokens}
+                   "raw": d.raw, "ended_with_eos": d.ended_with_eos, "tokens": d.tokens}
             if target.task == "turn_tags":
                 row.update(reference=s.label, probabilities=d.first_scores)
             else:
@@ -130,6 +137,19 @@ def score_rows(rows: list[dict], task: str, source: str):
     return score.score_speaker_asr(rows, source=source)
 
 
+def _device(name: str):
+    """A torch device from `--device`; an unknown or absent one is a one-line error."""
+    import torch
+
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise AdaptkitError(f"--device: {name!r} is not a device ({str(err).splitlines()[0]})") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise AdaptkitError(f"--device: {name!r} asked for, but torch sees no CUDA GPU here")
+    return device
+
+
 def read_hypotheses(path: str | Path) -> list[dict]:
     """Rows of an earlier decoded.jsonl; an empty or broken file is an error naming the line."""
     path = Path(path)
@@ -150,16 +170,23 @@ def read_hypotheses(path: str | Path) -> list[dict]:
 
 
 def evaluate(target: str | Path | None, data: list[str], out: str | Path, task: str | None = None,
-             hypotheses: str | Path | None = None, batch_size: int = 8, limit: int | None = None, adapter: bool = True):
-    """Decode (or read) and score; write report.json, report.md, plots and decoded.jsonl into `out`."""
+             hypotheses: str | Path | None = None, batch_size: int = 8, limit: int | None = None, adapter: bool = True,
+             device: str | None = None, force_language: bool = True):
+    """Decode (or read) and score; write report.json, report.md, plots and decoded.jsonl into `out`.
+
+    `device` is where the model decodes (default: `cuda` when there is a GPU, else `cpu`); the model
+    keeps its dtype and the inputs are cast to it."""
     if hypotheses:
         rows = read_hypotheses(hypotheses)
         name, task = str(hypotheses), task or ("turn_tags" if "probabilities" in rows[0] else "turn_end" if "probability" in rows[0] else "speaker_asr")
     else:
         if not data:
             raise AdaptkitError("eval: give at least one --data manifest (or --hypotheses)")
+        from adaptkit.eval.decode import default_device
+
         t = load_target(target, task, adapter)
-        rows, name, task = decode_sets(t, data, batch_size, limit), t.name, t.task
+        t.loaded.model.to(_device(device or default_device()))
+        rows, name, task = decode_sets(t, data, batch_size, limit, force_language=force_language), t.name, t.task
     scores = score_rows(rows, task, str(hypotheses or ", ".join(data)))
     decoded = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
     scores.report(meta={"model": name, "task": task, "samples": len(rows)}).write(out, {"decoded.jsonl": decoded})

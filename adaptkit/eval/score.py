@@ -120,7 +120,9 @@ def score_speaker_asr(samples: Iterable[Sample], *, allowed_tokens: Iterable[str
                       source: str | None = None) -> Scores:
     """Score speaker-tagged transcripts.
 
-    Each sample: `id`, `reference`, `hypothesis` (tagged text), `language`; optional `set` (e.g.
+    Each sample: `id`, `reference`, `hypothesis` (tagged text as the client shows it), `language`;
+    optional `raw` (the same output with special tokens kept: the degeneration checks read it, so a
+    leaked `<|im_start|>` that the client hides is still counted), `set` (e.g.
     `test_id` / `test_ood`), `ended_with_eos`, and `units` (the synth JSON's timed reference units,
     for DER with borrowed times). A leading Qwen3-ASR prefix `language X<asr_text>` is stripped from
     both texts. `allowed_tokens` defaults to every control token that appears in
@@ -129,6 +131,7 @@ def score_speaker_asr(samples: Iterable[Sample], *, allowed_tokens: Iterable[str
     samples = _check_samples(samples, source, ("reference", "hypothesis", "language"))
     refs = [ASR_PREFIX.sub("", _text(s, "reference", k, source)) for k, s in enumerate(samples)]
     hyps = [ASR_PREFIX.sub("", _text(s, "hypothesis", k, source)) for k, s in enumerate(samples)]
+    raws = [ASR_PREFIX.sub("", str(s["raw"])) if s.get("raw") is not None else hyps[k] for k, s in enumerate(samples)]
     allowed = set(allowed_tokens) if allowed_tokens is not None else {
         t for r in refs for t in CONTROL_TOKEN.findall(r)}
     pairs: list[sm.PairScores] = []
@@ -137,7 +140,7 @@ def score_speaker_asr(samples: Iterable[Sample], *, allowed_tokens: Iterable[str
     for k, s in enumerate(samples):
         lang = str(s["language"])
         p = sm.score_pair(refs[k], hyps[k], lang, s.get("units"), config)
-        f = dg.check(hyps[k], refs[k], allowed, s.get("ended_with_eos"), lang, degeneration)
+        f = dg.check(raws[k], refs[k], allowed, s.get("ended_with_eos"), lang, degeneration)
         pairs.append(p)
         flags.append(f)
         rows.append({
@@ -225,7 +228,7 @@ def score_turn_tags(samples: Iterable[Sample], *, labels: Sequence[str] = tm.TUR
                                 f"is not one of {', '.join(labels)}")
         hyp = _text(s, "hypothesis", k, source)
         p = parse_turn_tag(hyp, labels)
-        f = dg.check(hyp, None, allowed, s.get("ended_with_eos"), s.get("language"), degeneration)
+        f = dg.check(str(s.get("raw", hyp)), None, allowed, s.get("ended_with_eos"), s.get("language"), degeneration)
         truth.append(t)
         pred.append(p)
         flags.append(f)

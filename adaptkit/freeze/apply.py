@@ -141,16 +141,24 @@ def report(model: nn.Module) -> Report:
 def train_mode(model: nn.Module) -> nn.Module:
     """`model.train()`, except normalisation layers whose weights are all frozen stay in eval mode,
     so their running statistics (a frozen encoder's BatchNorm) do not drift during training, and a
-    wholly frozen encoder stays in eval mode (no dropout or layer drop: its outputs can be cached)."""
+    frozen encoder stays in eval mode (no dropout or layer drop: its outputs can be cached), also when
+    a trained projector sits inside it."""
     model.train()
     for module in model.modules():
         if isinstance(module, nn.modules.batchnorm._BatchNorm) and not any(p.requires_grad for p in module.parameters()):
             module.eval()
     cmap = getattr(getattr(model, "adaptkit", None), "cmap", None)
-    for path in cmap.paths("encoder") if cmap is not None else []:
-        encoder = model.get_submodule(path)
-        if not any(p.requires_grad for p in encoder.parameters()):
-            encoder.eval()
+    if cmap is None:
+        return model
+    encoder_params = [p for n, p in model.named_parameters() if cmap.group_of(n) == "encoder"]
+    if any(p.requires_grad for p in encoder_params):
+        return model
+    for path in cmap.paths("encoder"):  # the projector may sit inside the encoder (Qwen3-ASR): it alone trains
+        model.get_submodule(path).eval()
+    for path in cmap.paths("projector"):
+        projector = model.get_submodule(path)
+        if any(p.requires_grad for p in projector.parameters()):
+            projector.train()
     return model
 
 

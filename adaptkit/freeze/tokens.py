@@ -103,15 +103,21 @@ def _init_rows(weight: torch.Tensor, new: list[int], old_rows: int, add: AddToke
 
 
 def add_tokens(model: nn.Module, tokenizer, add: AddTokens, cmap: ComponentMap) -> dict[str, int]:
-    """Add `add.tokens` to the tokenizer (as special tokens, never split), grow the matrices only when
-    the vocabulary has no room, and initialise the new rows. Returns token -> id for all of them."""
+    """Add `add.tokens` to the tokenizer, grow the matrices only when the vocabulary has no room, and
+    initialise the new rows. Returns token -> id for all of them.
+
+    The tokens are added as added tokens that are not special (`special=False`, `normalized=False`):
+    an added token is matched before the BPE runs, so it is never split, and a non-special one
+    survives decoding with `skip_special_tokens=True`, which is how qwen_asr's `transcribe` and
+    vLLM's default `SamplingParams` decode. Added as special tokens, speaker and turn tags would be
+    invisible to every user of the merged checkpoint."""
     if tokenizer is None:
         raise AdaptkitError("freeze.add_tokens: adding tokens needs the tokenizer (apply(..., tokenizer=tok))")
     vocab = tokenizer.get_vocab()
     old_len = len(tokenizer)
     fresh = [t for t in add.tokens if t not in vocab]
     if fresh:
-        tokenizer.add_tokens([AddedToken(t, special=True, normalized=False) for t in fresh], special_tokens=True)
+        tokenizer.add_tokens([AddedToken(t, special=False, normalized=False) for t in fresh], special_tokens=False)
     emb, head = embedding_modules(model, cmap)
     rows = emb.weight.shape[0]
     if len(tokenizer) > rows:

@@ -6,21 +6,21 @@ its decoding code expects.
 
 from __future__ import annotations
 
-from adaptkit.data.manifest import Sample
+from adaptkit.data.manifest import Sample, language_name
 
 REQUIRE: tuple[str, ...] = ()
-LANGUAGE_NAMES = {
-    "ja": "Japanese", "en": "English", "zh": "Chinese", "ms": "Malay", "ta": "Tamil", "ko": "Korean",
-    "de": "German", "fr": "French", "es": "Spanish", "it": "Italian", "pt": "Portuguese", "ru": "Russian",
-}
 
 
 def check(sample: Sample) -> None:
     """Every text is usable (control tokens are checked against the recipe when reading)."""
 
 
+def answer_prefix(language: str | None) -> str:
+    """What the model writes before the transcript: `language Japanese<asr_text>` (`<asr_text>` when unknown)."""
+    name = language_name(language)
+    return f"language {name}<asr_text>" if name else "<asr_text>"
+
+
 def target(sample: Sample, language: str | None = None) -> str:
-    """The assistant text for `sample`."""
-    code = sample.language or language
-    name = LANGUAGE_NAMES.get(code, code) if code else None
-    return (f"language {name}<asr_text>" if name else "<asr_text>") + sample.text
+    """The assistant text for `sample`: the answer prefix of its language (else `language`), then the transcript."""
+    return answer_prefix(sample.language or language) + sample.text

@@ -280,37 +280,46 @@ def _run(recipe: Recipe, resume: bool) -> Summary:
             return None
         model.eval()
         total_sum = total_weight = 0.0
-        with torch.no_grad(), accelerator.autocast():
-            for batch in dev_loader:
+        for batch in dev_loader:  # features are made outside autocast: it would give them its dtype
+            with torch.no_grad(), accelerator.autocast():
                 s, w = dev_module(batch)
-                total_sum += float(accelerator.reduce(s.detach(), "sum"))
-                total_weight += float(accelerator.reduce(w.detach(), "sum"))
+            total_sum += float(accelerator.reduce(s.detach(), "sum"))
+            total_weight += float(accelerator.reduce(w.detach(), "sum"))
         train_mode(model)
         return total_sum / max(total_weight, 1e-9)
+
+    def accumulate(window: list[dict]) -> tuple[float, float]:
+        """Backward every micro-batch of one optimizer step, each normalised by the supervised weight
+        of the whole window over all processes, so `grad_accum 2 x batch 2` is `batch 4`.
+        Returns the window's (loss sum, weight sum) over all processes."""
+        local = sum(float(accelerator.unwrap_model(module).supervised_weight(b)) for b in window)
+        total_weight = float(accelerator.reduce(torch.as_tensor(local, dtype=torch.float64, device=accelerator.device), "sum"))
+        loss_total = 0.0
+        for k, batch in enumerate(window):
+            last = k == len(window) - 1
+            with accelerator.no_sync(module) if not last else nullcontext(), accelerator.autocast():
+                loss_sum, _ = module(batch)
+                accelerator.backward(loss_sum / max(total_weight, 1e-9) * accelerator.num_processes)
+            loss_total += float(accelerator.reduce(loss_sum.detach(), "sum"))
+        return loss_total, total_weight
 
     from tqdm.auto import tqdm
 
     bar = tqdm(total=total, initial=step, disable=not accelerator.is_main_process, desc="train", dynamic_ncols=True)
     train_mode(model)
     started, seen, loss_value, last_dev = time.perf_counter(), 0, float("nan"), None
-    window_sum = window_weight = 0.0
-    micro = 0
+    window: list[dict] = []
     while step < total:
         sampler.epoch = epoch
         batches = accelerator.skip_first_batches(loader, done_in_epoch) if done_in_epoch else loader
         for batch in batches:
             done_in_epoch += 1
-            micro += 1
-            sync = micro % t.grad_accum == 0
-            with accelerator.no_sync(module) if not sync else nullcontext(), accelerator.autocast():
-                loss_sum, weight_sum = module(batch)
-                global_weight = accelerator.reduce(weight_sum.detach(), "sum").clamp_min(1e-9)
-                accelerator.backward(loss_sum / global_weight * accelerator.num_processes / t.grad_accum)
-            window_sum += float(accelerator.reduce(loss_sum.detach(), "sum"))
-            window_weight += float(global_weight)
+            window.append(batch)
             seen += len(batch["index"]) * accelerator.num_processes
-            if not sync:
+            if len(window) < t.grad_accum:
                 continue
+            window_sum, window_weight = accumulate(window)
+            window = []
             if t.clip:
                 accelerator.clip_grad_norm_(params, t.clip)
             optimizer.step()
@@ -318,7 +327,6 @@ def _run(recipe: Recipe, resume: bool) -> Summary:
             optimizer.zero_grad(set_to_none=True)
             step += 1
             loss_value = window_sum / window_weight
-            window_sum = window_weight = 0.0
             if not math.isfinite(loss_value):
                 good = checkpoint.latest(ckpt_dir)
                 raise AdaptkitError(f"step {step}: loss is {loss_value}; training stopped, last good checkpoint: {good or 'none'}")
@@ -344,15 +352,10 @@ def _run(recipe: Recipe, resume: bool) -> Summary:
             continue
         break
     bar.close()
-    last_dev = dev_loss() if dev_loader is not None else last_dev
     seconds = time.perf_counter() - started
     accelerator.wait_for_everyone()
-    summary = Summary(steps=step, seconds=round(seconds, 3), trainable_parameters=report.trainable_total,
-                      final_loss=loss_value, samples_per_second=round(seen / max(seconds, 1e-9), 2), dev_loss=last_dev,
-                      skipped=skipped, output_dir=str(out), resumed_from=resumed_from, peak_memory_mb=peak_memory_mb())
-    if accelerator.is_main_process:
+    if accelerator.is_main_process:  # the trained result first: nothing after the last step can lose it
         save_checkpoint(done_in_epoch)
-        writer.close()
         changed = moved(model, frozen)
         if changed:
             raise RuntimeError(f"frozen weights moved during training: {', '.join(changed[:3])}")
@@ -360,5 +363,12 @@ def _run(recipe: Recipe, resume: bool) -> Summary:
                      extra={"model": asdict(recipe.model), "task": recipe.task, "language": recipe.language, "prompt": recipe.prompt})
         if t.merged:
             save_merged(model, out / "merged", *loaded.save_pretrained_objects())
+    accelerator.wait_for_everyone()
+    last_dev = dev_loss() if dev_loader is not None else last_dev  # on the merged weights where merged
+    summary = Summary(steps=step, seconds=round(seconds, 3), trainable_parameters=report.trainable_total,
+                      final_loss=loss_value, samples_per_second=round(seen / max(seconds, 1e-9), 2), dev_loss=last_dev,
+                      skipped=skipped, output_dir=str(out), resumed_from=resumed_from, peak_memory_mb=peak_memory_mb())
+    if accelerator.is_main_process:
+        writer.close()
         atomic_write_text(out / "summary.json", json.dumps({**asdict(summary), "report": report.to_dict()}, indent=2, ensure_ascii=False) + "\n")
     return summary

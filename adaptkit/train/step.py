@@ -38,10 +38,12 @@ class SpeechLMLoss(nn.Module):
         self.token_weights = token_weights or {}
         self.cache = cache
         self.where = where or []
+        self.input_dtype = next(p.dtype for p in model.parameters() if p.is_floating_point())
 
     def audio_states(self, batch: dict) -> list[torch.Tensor]:
         """Pre-projector audio states per sample (from the cache when the encoder is frozen)."""
         feats, mask, index = batch["input_features"], batch["feature_attention_mask"], batch["index"].tolist()
+        feats = feats.to(self.input_dtype)  # features are float32; a bfloat16 encoder wants its own dtype
         if self.encoder_trains:
             return self.family.encode_audio(self.model, feats, mask)
         out: list[torch.Tensor | None] = [self.cache.get(i) if self.cache is not None else None for i in index]
@@ -86,10 +88,20 @@ class SpeechLMLoss(nn.Module):
         logits = self.family.output_layer(self.model)(hidden[:, :-1][chosen])
         targets = targets[chosen]
         losses = F.cross_entropy(logits.float(), targets, reduction="none")
-        weights = torch.ones_like(losses)
+        weights = self.target_weights(targets)
+        return (losses * weights).sum(), weights.sum()
+
+    def target_weights(self, targets: torch.Tensor) -> torch.Tensor:
+        """Loss weight of each supervised target token (1, or its `token_loss_weights` entry)."""
+        weights = torch.ones(targets.shape, dtype=torch.float32, device=targets.device)
         for token, weight in self.token_weights.items():
             weights = torch.where(targets == token, torch.full_like(weights, weight), weights)
-        return (losses * weights).sum(), weights.sum()
+        return weights
+
+    def supervised_weight(self, batch: dict) -> torch.Tensor:
+        """The weight sum `forward` will return for `batch`, from its labels alone (no forward)."""
+        targets = batch["labels"][:, 1:]
+        return self.target_weights(targets[targets != IGNORE]).sum()
 
     def audio_embeddings(self, batch: dict) -> torch.Tensor:
         """Projected audio states of the batch, after checking each sample's placeholder count."""

@@ -90,3 +90,15 @@ def test_tying_comes_from_the_weights_and_the_flags_are_made_true():
     assert report.tied is False and report.groups["lm_head"]["trainable"] > 0
     assert model.config.tie_word_embeddings is False
     assert model.config.thinker_config.text_config.tie_word_embeddings is False
+
+
+@pytest.mark.parametrize("tokens", [["<|spk_0|>", "<|spk_1|>"], ["<COMPLETE>", "<INCOMPLETE>", "<BACKCHANNEL>"]])
+def test_new_tokens_are_never_split_and_survive_decoding_with_special_tokens_skipped(tokens):
+    """qwen_asr's transcribe and vLLM decode with skip_special_tokens=True: the tags must stay."""
+    model, tok = build_tiny("qwen3_asr")
+    apply(model, {"add_tokens": tokens, "train": [{"tokens": "added"}]}, tokenizer=tok)
+    text = f"{tokens[0]} hello {tokens[1]}order"
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    assert [tok.convert_ids_to_tokens(i) for i in ids if tok.convert_ids_to_tokens(i) in tokens] == tokens[:2]
+    assert not set(tok.convert_tokens_to_ids(tokens)) & set(tok.all_special_ids)
+    assert tok.decode(ids + [tok.eos_token_id], skip_special_tokens=True) == text
