@@ -57,6 +57,7 @@ def plan(recipe: str | None, overrides: tuple[str, ...], as_json: bool) -> None:
         from rich.console import Console
 
         Console().print(report.table())
+        Console().print(report.where_table())
 
 
 @main.command()

@@ -91,14 +91,17 @@ def load_adapter(model: nn.Module, path: str | Path, tokenizer=None) -> tuple[nn
 
 def merge(model: nn.Module) -> nn.Module:
     """Fold every peft layer (LoRA, token rows) into its base weights, in place; returns the plain model."""
-    tied = getattr(model, "adaptkit", None) is not None and model.adaptkit.tied
+    state = getattr(model, "adaptkit", None)
+    tied = state is not None and state.tied
+    head_known = state is None or state.cmap.lm_head is not None
     for name, module in list(model.named_modules()):
         if isinstance(module, BaseTunerLayer):
             module.merge()
             model.set_submodule(name, module.get_base_layer())
     if hasattr(model, "adaptkit"):
         del model.adaptkit
-    set_tie_flags(model, tied)
+    if head_known:
+        set_tie_flags(model, tied)
     for p in model.parameters():
         p.requires_grad_(False)
     return model

@@ -17,9 +17,9 @@ from torch import nn
 
 from adaptkit.errors import AdaptkitError
 from adaptkit.freeze.components import ComponentMap, component_map, resolve_modules, resolve_parameters
-from adaptkit.freeze.report import Report, count
+from adaptkit.freeze.report import Report, components, count
 from adaptkit.freeze.spec import FreezeSpec, PathRule, closest, parse_spec
-from adaptkit.freeze.tokens import add_tokens, embedding_modules, is_tied, set_tie_flags, token_ids
+from adaptkit.freeze.tokens import add_tokens, check_token_layers, embedding_modules, is_tied, set_tie_flags, token_ids
 
 ADAPTER_NAME = "default"
 
@@ -50,9 +50,12 @@ def _lora_targets(model: nn.Module, spec: FreezeSpec, cmap: ComponentMap) -> lis
         roots = [n for n, _ in model.named_modules() if n and regex.search(n)]
         if not roots:
             raise AdaptkitError(f"{where}: {lora.target!r} matches no module{closest(lora.target[3:], [n for n, _ in model.named_modules()])}")
-    else:
+        excluded = []
+    else:  # a component path means the component's own modules: not the towers or parts excluded from it
         roots = resolve_modules(model, lora.target, cmap, where)
-    linears = [n for n, m in model.named_modules() if isinstance(m, nn.Linear) and any(n == r or n.startswith(r + ".") for r in roots)]
+        excluded = cmap.excluded.get(lora.target.split(".")[0], [])
+    linears = [n for n, m in model.named_modules() if isinstance(m, nn.Linear) and any(n == r or n.startswith(r + ".") for r in roots)
+               and not any(n == e or n.startswith(e + ".") for e in excluded)]
     if not linears:
         raise AdaptkitError(f"{where}: {lora.target!r} holds no Linear module for LoRA")
     outside = [n for n in linears if cmap.group_of(n) != lora.within]
@@ -80,20 +83,22 @@ def _wrap_token_rows(model: nn.Module, cmap: ComponentMap, ids: list[int], tied:
 def apply(model: nn.Module, spec: FreezeSpec | Mapping[str, Any], tokenizer=None) -> tuple[nn.Module, Report]:
     """Freeze `model` except what `spec` names; returns the (adapted, in place) model and its report.
 
-    Order: add tokens, resolve every rule (failing before anything changes when one matches
-    nothing), freeze all, inject LoRA, wrap token rows, open the named parameters.
+    Order: resolve the components and every rule and check the token layers (failing before
+    anything changes: a failed `apply` leaves model and tokenizer as they were), then add tokens,
+    freeze all, inject LoRA, wrap token rows, open the named parameters.
     """
     spec = parse_spec(spec)
     if getattr(model, "adaptkit", None) is not None:
         raise AdaptkitError("this model already has a freezing spec applied; start from a fresh base")
     cmap = component_map(model, spec.components)
     tied = is_tied(model, cmap)
-    set_tie_flags(model, tied)
-    emb, _ = embedding_modules(model, cmap)
     rows_spec = spec.token_rows()
-    if rows_spec:  # check before touching the tokenizer
+    if rows_spec or spec.add_tokens:  # every check before the tokenizer or the model is touched
+        check_token_layers(model, cmap, tokenizer, spec.add_tokens)
+    emb, _ = embedding_modules(model, cmap)
+    if rows_spec:
         known = set(spec.add_tokens.tokens) if spec.add_tokens else set()
-        token_ids(tokenizer, [t for t in rows_spec if t not in known], emb.weight.shape[0])
+        token_ids(tokenizer, [t for t in rows_spec if t not in known], emb.weight.shape[0], adding=known)
 
     rule_params = {}
     for i, rule in enumerate(spec.train):
@@ -108,6 +113,8 @@ def apply(model: nn.Module, spec: FreezeSpec | Mapping[str, Any], tokenizer=None
     if both:
         raise AdaptkitError(f"freeze: {both[0]} is both trained in full (freeze.train) and adapted by LoRA; pick one")
 
+    if cmap.lm_head is not None:  # a flag is written only where the output layer is known: never against shared weights
+        set_tie_flags(model, tied)
     added = add_tokens(model, tokenizer, spec.add_tokens, cmap) if spec.add_tokens else {}
     emb, _ = embedding_modules(model, cmap)
     rows = token_ids(tokenizer, rows_spec, emb.weight.shape[0]) if rows_spec else {}
@@ -135,6 +142,7 @@ def report(model: nn.Module) -> Report:
     return Report(
         architecture=type(model).__name__, component_source=state.cmap.source, groups=count(model, state.cmap),
         token_rows=dict(state.token_rows), tied=state.tied, lora_modules=list(state.lora_modules),
+        components=components(state.cmap),
     )
 
 

@@ -55,15 +55,15 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "mlp": ("mlp", "feed_forward", "ffn"),
 }
 
-_FALLBACK_PATTERNS = {
-    "encoder": r"(audio|speech|acoustic|encoder|whisper)",
-    "projector": r"(projector|connector|aligner|adapter|proj)",
-}
+ENCODER_NAMES = re.compile(r"^((audio|speech|acoustic)_?(tower|enc|encoder|model)|encoder|whisper.*|wav2vec.*|hubert|wavlm|conformer)$", re.I)
+"""Module names (the last part of the path) that the structural fallback takes for an audio encoder."""
+OTHER_TOWERS = re.compile(r"(vision|visual|image|img|video)", re.I)
+"""Module names of other modalities' towers and embedders: never the encoder, projector or LLM of a Speech-LLM."""
 
 
 @dataclass
 class ComponentMap:
-    """Module paths of the five components of one model, and where the map came from."""
+    """Module paths of the five components of one model, and where each came from."""
 
     encoder: str
     projector: list[str]
@@ -71,12 +71,17 @@ class ComponentMap:
     embeddings: str
     lm_head: str | None
     source: str = "architecture map"
+    sources: dict[str, str] = field(default_factory=dict)
+    """Component -> where its paths came from (architecture map, user map, structural fallback)."""
+    towers: list[str] = field(default_factory=list)
+    """Other modalities' towers inside the model (vision): group `other`, never part of the LLM."""
     excluded: dict[str, list[str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.excluded = {
-            "encoder": list(self.projector),
-            "llm": [self.embeddings] + ([self.lm_head] if self.lm_head else []) + list(self.projector),
+            "encoder": list(self.projector) + list(self.towers),
+            "llm": [self.embeddings] + ([self.lm_head] if self.lm_head else []) + list(self.projector)
+                   + ([self.encoder] if self.encoder else []) + list(self.towers),
         }
 
     def paths(self, component: str) -> list[str]:
@@ -88,6 +93,8 @@ class ComponentMap:
         """The group a (parameter or module) name belongs to: a component, `lora` or `other`."""
         if ".lora_" in name:
             return "lora"
+        if any(_under(name, t) for t in self.towers):
+            return "other"
         for component in ("projector", "embeddings", "lm_head", "encoder", "llm"):
             if any(_under(name, p) for p in self.paths(component)):
                 return component
@@ -108,66 +115,167 @@ def _check_paths(model: nn.Module, mapping: dict, source: str) -> None:
                 )
 
 
-def _fallback(model: nn.Module) -> dict[str, str | list[str]]:
-    """Find the parts of an unknown model by name and type, or fail listing its top-level modules."""
-    modules = dict(model.named_modules())
-    found: dict[str, str | list[str]] = {}
+def _path_of(model: nn.Module, module: nn.Module | None) -> str | None:
+    return next((n for n, m in model.named_modules() if m is module), None) if module is not None else None
+
+
+def _embedding_layers(model: nn.Module) -> tuple[str, str | None]:
+    """Paths of the input and output embeddings, as the model itself answers `get_input_embeddings()` /
+    `get_output_embeddings()`; an outer class without them (Qwen3-ASR's) is asked through its
+    outermost sub-models that answer. Several sub-models with input embeddings: ambiguous, refused."""
+    from transformers import PreTrainedModel
+
+    answers: list[tuple[str, nn.Module]] = []
+    for name, module in model.named_modules():
+        if (name and not isinstance(module, PreTrainedModel)) or any(_under(name, a) for a, _ in answers):
+            continue
+        try:
+            emb = module.get_input_embeddings()
+        except (NotImplementedError, AttributeError, ValueError):
+            continue
+        if isinstance(emb, nn.Module) and not isinstance(emb, (nn.Conv1d, nn.Conv2d, nn.Linear)):
+            answers.append((name, module))
+            if not name:
+                break
+    if not answers:
+        raise AdaptkitError(f"cannot find the input embeddings of {type(model).__name__}: neither it nor a sub-model answers "
+                            "get_input_embeddings(); name them under freeze.components, e.g. {embeddings: <path>}")
+    if len(answers) > 1:
+        found = ", ".join(f"{_path_of(model, m.get_input_embeddings())} (of {n})" for n, m in answers)
+        raise AdaptkitError(f"{type(model).__name__} has several input embeddings: {found}; name the language model's under "
+                            "freeze.components, e.g. {embeddings: <path>, lm_head: <path>}")
+    owner = answers[0][1]
     try:
-        emb = model.get_input_embeddings()
-        found["embeddings"] = next(n for n, m in modules.items() if m is emb)
-    except (NotImplementedError, AttributeError, StopIteration):
-        embeddings = [(m.num_embeddings, n) for n, m in modules.items() if isinstance(m, nn.Embedding)]
-        if embeddings:
-            found["embeddings"] = max(embeddings)[1]
-    head = [n for n, m in modules.items() if n.split(".")[-1] == "lm_head" and isinstance(m, nn.Linear)]
-    if head:
-        found["lm_head"] = head[0]
-    if "embeddings" in found:
-        parents = [n for n in modules if n and _under(found["embeddings"], n) and n != found["embeddings"]]
-        if parents:
-            found["llm"] = max(parents, key=len)
-    for component, pattern in _FALLBACK_PATTERNS.items():
-        hits = [n for n in modules if n and re.search(pattern, n.split(".")[-1], re.I)
-                and not (found.get("llm") and _under(n, found["llm"]))]
-        if component == "projector":
-            hits = [n for n in hits if not (found.get("encoder") and n == found["encoder"])]
-        if hits:
-            depth = min(n.count(".") for n in hits)
-            shallow = [n for n in hits if n.count(".") == depth]
-            found[component] = shallow[0] if component == "encoder" else shallow
-    missing = [c for c in ("encoder", "projector", "llm", "embeddings") if c not in found]
-    if missing:
-        top = ", ".join(n for n, _ in model.named_children()) or "(none)"
-        raise AdaptkitError(
-            f"cannot find the {', '.join(missing)} of {type(model).__name__} (no architecture map); "
-            f"its top-level modules are: {top}; name them in the spec under freeze.components"
-        )
+        head = owner.get_output_embeddings()
+    except (NotImplementedError, AttributeError):
+        head = None
+    return _path_of(model, owner.get_input_embeddings()), _path_of(model, head)
+
+
+def _language_model(model: nn.Module, embeddings: str) -> str:
+    """The smallest sub-model (a PreTrainedModel) holding the input embeddings, else the top-level
+    module that holds them: the language model, as the embeddings' owner, not a guess by name."""
+    from transformers import PreTrainedModel
+
+    modules = dict(model.named_modules())
+    owners = [n for n, m in modules.items() if n and n != embeddings and _under(embeddings, n) and isinstance(m, PreTrainedModel)]
+    if owners:
+        return max(owners, key=len)
+    top = embeddings.split(".")[0]
+    if top == embeddings:
+        raise AdaptkitError(f"cannot tell the language model of {type(model).__name__}: its embeddings {embeddings!r} sit at the "
+                            "top level; name it under freeze.components, e.g. {llm: <path>}")
+    return top
+
+
+def _owner(model: nn.Module, paths: list[str]) -> str:
+    """The smallest sub-model (a PreTrainedModel) holding every one of `paths` ("" for the model itself)."""
+    from transformers import PreTrainedModel
+
+    owners = [n for n, m in model.named_modules() if n and isinstance(m, PreTrainedModel) and all(_under(p, n) for p in paths)]
+    return max(owners, key=len) if owners else ""
+
+
+def _maximal(names: list[str]) -> list[str]:
+    """The names not nested under another of them."""
+    return [n for n in names if not any(o != n and _under(n, o) for o in names)]
+
+
+def _towers(model: nn.Module) -> list[str]:
+    """Other modalities' towers and embedders (vision), by name."""
+    return _maximal([n for n, _ in model.named_modules() if n and OTHER_TOWERS.search(n.split(".")[-1])])
+
+
+def _one(component: str, candidates: list[str], model: nn.Module, why: str) -> str:
+    """The single candidate, or a one-line refusal listing the candidates and the line that settles it."""
+    if len(candidates) == 1:
+        return candidates[0]
+    listed = ", ".join(candidates[:8]) + (", ..." if len(candidates) > 8 else "") if candidates else "none"
+    example = candidates[0] if candidates else "<path>"
+    raise AdaptkitError(f"cannot tell the {component} of {type(model).__name__} ({why}; candidates: {listed}); "
+                        f"name it under freeze.components, e.g. {{{component}: {example}}}")
+
+
+def _fallback(model: nn.Module, known: dict[str, str | list[str]]) -> dict[str, str | list[str]]:
+    """Resolve the components `known` does not give, each only when exactly one module fits.
+
+    - embeddings / lm_head: what the model answers to get_input_embeddings / get_output_embeddings;
+    - llm: the smallest sub-model holding the input embeddings;
+    - encoder: the one module outside the LLM and other towers named like an audio encoder (ENCODER_NAMES);
+    - projector: the one module left between them: outside the encoder, the LLM, its output layer and
+      other towers, holding parameters, and not an ancestor of any of them.
+    """
+    found = dict(known)
+    if "embeddings" not in found:
+        found["embeddings"], head = _embedding_layers(model)
+        found.setdefault("lm_head", head)
+    if "lm_head" not in found:  # the user named the embeddings: the output layer the same owner answers
+        try:
+            emb, head = _embedding_layers(model)
+        except AdaptkitError:
+            emb, head = None, None
+        found["lm_head"] = head if emb == found["embeddings"] else None
+    if "llm" not in found:
+        found["llm"] = _language_model(model, found["embeddings"])
+    towers = _towers(model)
+    modules = dict(model.named_modules())
+    fixed = [found["llm"]] + ([found["lm_head"]] if found["lm_head"] else []) + towers
+
+    def outside(n: str) -> bool:
+        return bool(n) and not any(_under(n, f) for f in fixed) and not any(_under(f, n) for f in fixed)
+
+    if "encoder" not in found:
+        hits = _maximal([n for n in modules if outside(n) and ENCODER_NAMES.match(n.split(".")[-1])])
+        found["encoder"] = _one("encoder", hits, model, "modules outside the language model named like an audio encoder")
+    if "projector" not in found:
+        encoder = found["encoder"]
+        owner = _owner(model, [found["embeddings"]] + ([found["lm_head"]] if found["lm_head"] else []))
+        if owner and not _under(encoder, owner):  # the rest of the language model's own class (BERT's head transform)
+            fixed.append(owner)
+        rest = [n for n in modules if outside(n) and not _under(n, encoder) and not _under(encoder, n)
+                and any(True for _ in modules[n].parameters())]
+        found["projector"] = [_one("projector", _maximal(rest), model,
+                                   "modules between the encoder and the language model")]
     return found
 
 
 def component_map(model: nn.Module, user: dict[str, str | list[str]] | None = None) -> ComponentMap:
-    """Resolve the components of `model`: user map, then architecture map, then structural fallback."""
+    """Resolve the components of `model`: user map, then architecture map (or the model's own
+    `component_paths()`), then the structural fallback for what neither gives; each component
+    records where it came from."""
     name = type(model).__name__
-    base = ARCH_MAPS.get(name)
-    source = f"architecture map for {name}"
+    base, source, kind = ARCH_MAPS.get(name), f"architecture map for {name}", "architecture map"
     if base is None and hasattr(model, "component_paths"):  # a model that knows its parts (ComposedSpeechLM)
-        base, source = model.component_paths(), f"{name}.component_paths()"
+        base, source, kind = model.component_paths(), f"{name}.component_paths()", "component_paths()"
+    if name in ARCH_MAPS:
+        _check_paths(model, {k: v for k, v in base.items() if v}, source)
+    user = dict(user or {})
     if user:
         _check_paths(model, user, "freeze.components")
-        if base is None and set(user) >= {"encoder", "projector", "llm", "embeddings"}:
-            base, source = {}, "user map"
-        else:
-            source = f"user map over {source if base else 'structural fallback'}"
-    if base is None:
-        base, source = _fallback(model), "structural fallback"
-    merged = {**{"lm_head": None}, **base, **(user or {})}
-    if name in ARCH_MAPS:
-        _check_paths(model, {k: v for k, v in merged.items() if v}, f"architecture map for {name}")
-    projector = merged["projector"]
+    known = {**(base or {}), **user}
+    sources = {c: ("user map" if c in user else kind) for c in known}
+    if base is None and set(known) < set(COMPONENTS):
+        known = _fallback(model, known)
+        sources = {c: sources.get(c, "structural fallback") for c in known}
+    known.setdefault("lm_head", None)
+    sources.setdefault("lm_head", kind if base is not None else "structural fallback")
+    kinds = set(sources.values())
+    summary = ("user map" if kinds == {"user map"} else "structural fallback" if kinds == {"structural fallback"}
+               else source if kinds == {kind} else "user map over " + (source if base is not None else "structural fallback"))
+    projector = known["projector"]
     return ComponentMap(
-        encoder=merged["encoder"], projector=[projector] if isinstance(projector, str) else list(projector),
-        llm=merged["llm"], embeddings=merged["embeddings"], lm_head=merged.get("lm_head"), source=source,
+        encoder=known["encoder"], projector=[projector] if isinstance(projector, str) else list(projector),
+        llm=known["llm"], embeddings=known["embeddings"], lm_head=known.get("lm_head"), source=summary,
+        sources={c: sources[c] for c in COMPONENTS if c in sources}, towers=_other_towers(model, known),
     )
+
+
+def _other_towers(model: nn.Module, known: dict[str, str | list[str] | None]) -> list[str]:
+    """Other modalities' towers that hold no component and sit inside none but the LLM (Phi-4's
+    vision tower lives inside its language model)."""
+    paths = [p for v in known.values() if v for p in ([v] if isinstance(v, str) else v)]
+    inner = [p for c, v in known.items() if v and c != "llm" for p in ([v] if isinstance(v, str) else v)]
+    return [t for t in _towers(model) if not any(_under(p, t) for p in paths) and not any(_under(t, p) for p in inner)]
 
 
 def resolve_modules(model: nn.Module, path: str, cmap: ComponentMap, where: str) -> list[str]:

@@ -26,6 +26,8 @@ class Report:
     tied: bool = False
     """Whether the embeddings and lm_head share one weight (decided from the weights)."""
     lora_modules: list[str] = field(default_factory=list)
+    components: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Component -> {"paths": module paths, "source": architecture map, user map or structural fallback}."""
 
     @property
     def total(self) -> int:
@@ -48,6 +50,7 @@ class Report:
             "token_rows": dict(self.token_rows),
             "tied_embeddings": self.tied,
             "lora_modules": len(self.lora_modules),
+            "components": {k: {"paths": list(v["paths"]), "source": v["source"]} for k, v in self.components.items()},
         }
 
     def table(self):
@@ -62,6 +65,17 @@ class Report:
             table.add_row(name, f"{g['total']:,}", f"{g['trainable']:,}", f"{pct:.2f}", self._note(name))
         pct = 100.0 * self.trainable_total / self.total if self.total else 0.0
         table.add_row("all", f"{self.total:,}", f"{self.trainable_total:,}", f"{pct:.3f}", "", style="bold")
+        return table
+
+    def where_table(self):
+        """A rich Table: each component's resolved module paths and where they came from."""
+        from rich.table import Table
+
+        table = Table(title="where the components are")
+        for col in ("component", "modules", "source"):
+            table.add_column(col, justify="left", overflow="fold")
+        for name, c in self.components.items():
+            table.add_row(name, ", ".join(c["paths"]) or "(none)", c["source"])
         return table
 
     def _note(self, name: str) -> str:
@@ -80,7 +94,17 @@ class Report:
 
         console = Console(width=120, record=True, file=io.StringIO())
         console.print(self.table())
+        if self.components:
+            console.print(self.where_table())
         return console.export_text()
+
+
+def components(cmap: ComponentMap) -> dict[str, dict[str, Any]]:
+    """The resolved paths of each component and where they came from, for the report."""
+    out = {c: {"paths": cmap.paths(c), "source": cmap.sources.get(c, cmap.source)} for c in ("encoder", "projector", "llm", "embeddings", "lm_head")}
+    if cmap.towers:
+        out["other"] = {"paths": list(cmap.towers), "source": "other modalities' towers, never trained by a component rule"}
+    return out
 
 
 def count(model: nn.Module, cmap: ComponentMap) -> dict[str, dict[str, int]]:

@@ -102,14 +102,14 @@ def test_user_map_names_the_parts_and_bad_paths_are_refused():
         component_map(model, {**user, "projector": "projektor"})
 
 
-def test_unknown_model_fails_listing_its_top_level_modules():
+def test_unknown_model_without_embeddings_is_refused_in_one_line():
     class Mystery(nn.Module):
         def __init__(self):
             super().__init__()
             self.alpha = nn.Linear(4, 4)
             self.beta = nn.Embedding(10, 4)
 
-    with pytest.raises(AdaptkitError, match=r"cannot find the encoder, projector, llm of Mystery .*top-level modules are: alpha, beta"):
+    with pytest.raises(AdaptkitError, match=r"cannot find the input embeddings of Mystery: neither it nor a sub-model answers"):
         component_map(Mystery())
 
 
