@@ -9,11 +9,9 @@
   alignment), map hypothesis speakers to reference speakers one to one so that most aligned tokens
   agree (Hungarian), WDER = aligned tokens (correct or substituted) whose speaker is wrong / aligned.
 - Speaker count error: speakers with at least one token, hypothesis minus reference.
-- DER: pyannote's `DiarizationErrorRate`, from RTTM files, or from a tagged transcript that borrows
-  its times from the reference units (see `der_from_tagged`).
-
-pyannote's `collar` is the total width removed around each reference boundary: 0.5 here equals
-md-eval's `-c 0.25`.
+- DER: `adaptkit.eval.der` (same-speaker segments merged; md-eval's speaker mapping by default),
+  from RTTM files, or from a tagged transcript that borrows its times from the reference units
+  (see `der_from_tagged`).
 """
 
 from __future__ import annotations
@@ -21,17 +19,17 @@ from __future__ import annotations
 import dataclasses
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Iterable, Literal, Mapping, Sequence
 
 import jiwer
 import numpy as np
 from meeteval.wer import cp_word_error_rate
 from pyannote.core import Annotation, Segment, Timeline
-from pyannote.metrics.diarization import DiarizationErrorRate
 from scipy.optimize import linear_sum_assignment
 
 from adaptkit.errors import AdaptkitError
+from adaptkit.eval.der import DerCounts, DerMode, der, der_from_rttm  # noqa: F401 (re-exported)
+from adaptkit.eval.rttm import load_rttm  # noqa: F401 (re-exported)
 from adaptkit.eval.text import Unit, tokens, unit_for
 
 SPEAKER_TAG = r"<\|spk_(\d+)\|>"
@@ -52,10 +50,12 @@ class SpeakerMetricsConfig:
     unit: Literal["auto", "word", "char"] = "auto"
     """Token of every metric: `auto` takes characters for unspaced languages (ja, zh, th, ...), else words."""
     collar: float = 0.0
-    """DER collar in seconds, pyannote's meaning: the total width around each reference boundary
-    (0.5 here is md-eval's `-c 0.25`)."""
+    """DER collar in seconds on each side of every reference boundary (md-eval's `-c`)."""
     skip_overlap: bool = False
     """DER: leave regions where reference speakers overlap out of the evaluation."""
+    der_mode: DerMode = "md-eval"
+    """DER's speaker mapping: `md-eval` (chosen on the whole region) or `pyannote` (on the scored
+    region); see `adaptkit.eval.der`."""
 
 
 DEFAULT = SpeakerMetricsConfig()
@@ -140,22 +140,6 @@ class SpeakerCount(_Summable):
         """reference, hypothesis, absolute, signed."""
         return {"reference": self.reference, "hypothesis": self.hypothesis,
                 "absolute": self.absolute, "signed": self.signed}
-
-
-@dataclass(frozen=True)
-class DerCounts(_Summable):
-    """pyannote's DER components in seconds; sum with `+`."""
-
-    missed: float = 0.0
-    false_alarm: float = 0.0
-    confusion: float = 0.0
-    total: float = 0.0
-    """Scored reference speech (after collar and skip_overlap)."""
-
-    @property
-    def rate(self) -> float | None:
-        """(missed + false alarm + confusion) / total; None when nothing was scored."""
-        return (self.missed + self.false_alarm + self.confusion) / self.total if self.total else None
 
 
 # ----------------------------------------------------------------------------- parsing
@@ -307,57 +291,6 @@ def speaker_count(reference: str, hypothesis: str, language: str | None = None,
 # ----------------------------------------------------------------------------- DER
 
 
-def der(reference: Annotation, hypothesis: Annotation, collar: float = 0.0, skip_overlap: bool = False,
-        uem: Timeline | None = None) -> DerCounts:
-    """pyannote's DER components for one pair of annotations.
-
-    Without `uem`, the union of both extents is scored (pyannote's own default, without its warning).
-    `collar` is the total width around each reference boundary (pyannote 0.5 == md-eval 0.25).
-    """
-    if uem is None:
-        extent = reference.get_timeline().extent() | hypothesis.get_timeline().extent()
-        uem = Timeline(segments=[extent] if extent else [], uri=reference.uri)
-    d = DiarizationErrorRate(collar=collar, skip_overlap=skip_overlap)(
-        reference, hypothesis, uem=uem, detailed=True)
-    return DerCounts(missed=float(d["missed detection"]), false_alarm=float(d["false alarm"]),
-                     confusion=float(d["confusion"]), total=float(d["total"]))
-
-
-def load_rttm(path: str | Path) -> dict[str, Annotation]:
-    """uri -> Annotation of the SPEAKER lines of an RTTM file (type, uri, channel, start, duration, ..., name)."""
-    path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as e:
-        raise AdaptkitError(f"{path}: cannot read RTTM ({e.strerror or e})") from None
-    out: dict[str, Annotation] = {}
-    for n, line in enumerate(lines, 1):
-        f = line.split()
-        if not f or f[0].startswith(";") or f[0] != "SPEAKER":
-            continue
-        try:
-            uri, start, dur, name = f[1], float(f[3]), float(f[4]), f[7]
-        except (IndexError, ValueError):
-            raise AdaptkitError(f"{path}:{n}: not an RTTM SPEAKER line: {line.strip()!r}") from None
-        ann = out.setdefault(uri, Annotation(uri=uri))
-        ann[Segment(start, start + dur), n] = name
-    return out
-
-
-def der_from_rttm(reference: str | Path | Mapping[str, Annotation], hypothesis: str | Path | Mapping[str, Annotation],
-                  collar: float = 0.0, skip_overlap: bool = False) -> DerCounts:
-    """DER summed over every file (uri) of two RTTM files (or uri -> Annotation mappings).
-
-    A uri missing on one side counts as an empty annotation there.
-    """
-    ref = load_rttm(reference) if isinstance(reference, (str, Path)) else reference
-    hyp = load_rttm(hypothesis) if isinstance(hypothesis, (str, Path)) else hypothesis
-    total = DerCounts()
-    for uri in list(ref) + [u for u in hyp if u not in ref]:
-        total += der(ref.get(uri, Annotation(uri=uri)), hyp.get(uri, Annotation(uri=uri)), collar, skip_overlap)
-    return total
-
-
 @dataclass(frozen=True)
 class TimedToken:
     """A reference token with the time span it borrows from its unit."""
@@ -425,7 +358,7 @@ def der_from_tagged(units: Sequence[Mapping[str, Any]], hypothesis: str, languag
     The reference is the units themselves; the scored region is their extent. Since every hypothesis
     span is a reference token's span, there is no false alarm; missed speech is the time of deleted
     (and empty-text) reference tokens, confusion the time of aligned tokens with the wrong speaker
-    under pyannote's duration-optimal mapping. The result is therefore close to a duration-weighted
+    under the duration-optimal mapping of `config.der_mode`. The result is therefore close to a duration-weighted
     WDER plus the deletion share of the speech.
     """
     if not units:
@@ -433,7 +366,7 @@ def der_from_tagged(units: Sequence[Mapping[str, Any]], hypothesis: str, languag
     ref = reference_annotation(units)
     hyp = borrowed_time_annotation(units, hypothesis, language, config)
     uem = Timeline([Segment(min(float(u["start"]) for u in units), max(float(u["end"]) for u in units))], uri="ref")
-    return der(ref, hyp, config.collar, config.skip_overlap, uem=uem)
+    return der(ref, hyp, config.collar, config.skip_overlap, uem=uem, mode=config.der_mode)
 
 
 # ----------------------------------------------------------------------------- one pair, every metric
