@@ -22,6 +22,7 @@ from adaptkit.eval import speaker_metrics as sm
 from adaptkit.eval import turn_metrics as tm
 from adaptkit.eval.report import Plot, Report
 from adaptkit.eval.text import CONTROL_TOKEN
+from adaptkit.tasks.speaker_asr import ANSWER_PREFIX
 
 Sample = Mapping[str, Any]
 
@@ -80,7 +81,7 @@ def _sid(s: Sample, k: int) -> str:
     return str(s.get("id", f"#{k}"))
 
 
-ASR_PREFIX = re.compile(r"^\s*(?:language\s+[^<]*)?<asr_text>")
+ASR_PREFIX = ANSWER_PREFIX
 """Qwen3-ASR's answer prefix (`language Japanese<asr_text>`), stripped from speaker-ASR texts."""
 
 
@@ -115,7 +116,7 @@ def _degeneration(flags: Sequence[dg.Flags], groups: Mapping[str, Mapping[str, l
 
 
 def score_speaker_asr(samples: Iterable[Sample], *, allowed_tokens: Iterable[str] | None = None,
-                      config: sm.SpeakerMetricsConfig = sm.DEFAULT,
+                      known_tokens: Iterable[str] = (), config: sm.SpeakerMetricsConfig = sm.DEFAULT,
                       degeneration: dg.DegenerationConfig = dg.DEFAULT,
                       source: str | None = None) -> Scores:
     """Score speaker-tagged transcripts.
@@ -126,7 +127,9 @@ def score_speaker_asr(samples: Iterable[Sample], *, allowed_tokens: Iterable[str
     `test_id` / `test_ood`), `ended_with_eos`, and `units` (the synth JSON's timed reference units,
     for DER with borrowed times). A leading Qwen3-ASR prefix `language X<asr_text>` is stripped from
     both texts. `allowed_tokens` defaults to every control token that appears in
-    the references (so `<|spk_5|>` in a two-speaker set is a leak). `source` names the file in errors.
+    the references (so `<|spk_5|>` in a two-speaker set is a leak); `known_tokens` (the tokenizer's
+    special and added tokens, `degeneration.tokenizer_control_tokens`) are leaks too when not
+    allowed, whatever their shape. `source` names the file in errors.
     """
     samples = _check_samples(samples, source, ("reference", "hypothesis", "language"))
     refs = [ASR_PREFIX.sub("", _text(s, "reference", k, source)) for k, s in enumerate(samples)]
@@ -134,13 +137,14 @@ def score_speaker_asr(samples: Iterable[Sample], *, allowed_tokens: Iterable[str
     raws = [ASR_PREFIX.sub("", str(s["raw"])) if s.get("raw") is not None else hyps[k] for k, s in enumerate(samples)]
     allowed = set(allowed_tokens) if allowed_tokens is not None else {
         t for r in refs for t in CONTROL_TOKEN.findall(r)}
+    known = set(known_tokens)
     pairs: list[sm.PairScores] = []
     flags: list[dg.Flags] = []
     rows: list[dict[str, Any]] = []
     for k, s in enumerate(samples):
         lang = str(s["language"])
         p = sm.score_pair(refs[k], hyps[k], lang, s.get("units"), config)
-        f = dg.check(raws[k], refs[k], allowed, s.get("ended_with_eos"), lang, degeneration)
+        f = dg.check(raws[k], refs[k], allowed, s.get("ended_with_eos"), lang, degeneration, known)
         pairs.append(p)
         flags.append(f)
         rows.append({
@@ -209,12 +213,14 @@ def parse_turn_tag(text: str | None, labels: Sequence[str] = tm.TURN_TAGS) -> st
 
 
 def score_turn_tags(samples: Iterable[Sample], *, labels: Sequence[str] = tm.TURN_TAGS,
-                    degeneration: dg.DegenerationConfig = dg.DEFAULT, source: str | None = None) -> Scores:
+                    degeneration: dg.DegenerationConfig = dg.DEFAULT, source: str | None = None,
+                    known_tokens: Iterable[str] = ()) -> Scores:
     """Score turn-tag predictions (three classes by default).
 
     Each sample: `id`, `reference` (or `label`, as in turn_tags.jsonl: `complete`, `COMPLETE` or
     `<COMPLETE>`), `hypothesis` (the model output, parsed by `parse_turn_tag`), `language`;
-    optional `set` and `group` (e.g. a language pair, default: none).
+    optional `set` and `group` (e.g. a language pair, default: none). `known_tokens`: as for
+    `score_speaker_asr`.
     """
     samples = _check_samples(samples, source, ("reference|label", "hypothesis"))
     labels = list(labels)
@@ -228,7 +234,8 @@ def score_turn_tags(samples: Iterable[Sample], *, labels: Sequence[str] = tm.TUR
                                 f"is not one of {', '.join(labels)}")
         hyp = _text(s, "hypothesis", k, source)
         p = parse_turn_tag(hyp, labels)
-        f = dg.check(str(s.get("raw", hyp)), None, allowed, s.get("ended_with_eos"), s.get("language"), degeneration)
+        f = dg.check(str(s.get("raw", hyp)), None, allowed, s.get("ended_with_eos"), s.get("language"), degeneration,
+                     known_tokens)
         truth.append(t)
         pred.append(p)
         flags.append(f)

@@ -24,8 +24,9 @@ _LANGUAGE_NAMES = {
     "lao": "lo", "khmer": "km", "burmese": "my", "tibetan": "bo",
 }
 
-CONTROL_TOKEN = re.compile(r"<\|[^<>|\s]{1,64}\|>|<[A-Z][A-Z0-9_]{0,63}>")
-"""Anything shaped like a control token: `<|...|>` (`<|spk_0|>`, `<|im_start|>`) or `<UPPER_CASE>`."""
+CONTROL_TOKEN = re.compile(r"<\|[^<>|\s]{1,64}\|>|</?[A-Za-z_][A-Za-z0-9_]{0,63}>")
+"""Anything shaped like a control token: `<|...|>` (`<|spk_0|>`, `<|im_start|>`) or a tag of one
+word (`<COMPLETE>`, `<think>`, `</think>`, `</s>`, `<asr_text>`)."""
 
 _APOSTROPHES = re.compile(r"['\u2019]")
 
