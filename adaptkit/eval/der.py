@@ -78,8 +78,14 @@ def check_mode(mode: str, key: str = "der_mode") -> DerMode:
 
 
 def merged(annotation: Annotation) -> Annotation:
-    """Each speaker's overlapping or touching segments merged into one."""
-    return annotation.support()
+    """Each speaker's overlapping or touching segments merged into one (`annotation` itself when
+    none touch: `support()` rebuilds the annotation, which costs more than checking)."""
+    ends: dict[str, float] = {}
+    for segment, _, label in annotation.itertracks(yield_label=True):  # in time order
+        if label in ends and segment.start <= ends[label]:
+            return annotation.support()
+        ends[label] = max(ends.get(label, segment.end), segment.end)
+    return annotation
 
 
 def _whole_extent(reference: Annotation, hypothesis: Annotation) -> Timeline:
@@ -98,7 +104,7 @@ def der(reference: Annotation, hypothesis: Annotation, collar: float = 0.0, skip
         raise AdaptkitError(f"collar: {collar} must not be negative")
     ref, hyp = merged(reference), merged(hypothesis)
     uem = _whole_extent(ref, hyp) if uem is None else uem
-    if mode == "pyannote":
+    if mode == "pyannote" or (collar == 0 and not skip_overlap):  # the scored region is the whole: same mapping
         d = DiarizationErrorRate(collar=2 * collar, skip_overlap=skip_overlap)(ref, hyp, uem=uem, detailed=True)
     else:
         mapping = DiarizationErrorRate().optimal_mapping(ref, hyp, uem=uem)

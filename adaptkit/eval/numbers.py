@@ -92,13 +92,17 @@ class Number:
     value: int
 
 
+_WORD = re.compile(r"[^\s,、.;:。，!?()\"'-]+")
+"""A word of a spaced script: anything up to a space or punctuation (Tamil vowel signs included)."""
+
+
 @functools.lru_cache(maxsize=None)
-def _word_pattern(language: str) -> re.Pattern[str] | None:
-    """A zero-width search for the longest number word starting at each position."""
-    lexicon = LEXICONS.get(language)
-    if not lexicon:
-        return None
-    return re.compile("(?=(" + "|".join(re.escape(w) for w in sorted(lexicon, key=len, reverse=True)) + "))")
+def _shape(language: str) -> tuple[int, str]:
+    """(most words or characters in one number word, the characters a number word can start with)."""
+    lexicon = LEXICONS[language]
+    if language in _SPACED:
+        return max(len(w.replace("-", " ").split()) for w in lexicon), ""
+    return max(map(len, lexicon)), "".join(sorted({w[0] for w in lexicon}))
 
 
 def _candidates(text: str, language: str) -> dict[int, list[tuple[int, int]]]:
@@ -106,18 +110,26 @@ def _candidates(text: str, language: str) -> dict[int, list[tuple[int, int]]]:
     out: dict[int, list[tuple[int, int]]] = {}
     for m in re.finditer(r"\d+", text):
         out.setdefault(m.start(), []).append((m.end(), int(m.group())))
-    pattern = _word_pattern(language)
-    if pattern is None:
+    lexicon = LEXICONS.get(language)
+    if not lexicon:
         return out
-    lexicon, spaced, lower = LEXICONS[language], language in _SPACED, text.lower()
-    for m in pattern.finditer(lower):
-        s, longest = m.start(), m.group(1)
-        if spaced and s > 0 and lower[s - 1].isalnum():
-            continue
-        for k in range(1, len(longest) + 1):  # the longest word and every shorter one it starts with
-            e = s + k
-            if longest[:k] in lexicon and not (spaced and e < len(lower) and lower[e].isalnum()):
-                out.setdefault(s, []).append((e, lexicon[longest[:k]]))
+    longest, first = _shape(language)
+    lower = text.lower()
+    if language in _SPACED:  # whole words, and phrases of words joined by one space or hyphen
+        words = list(_WORD.finditer(lower))
+        for i, w in enumerate(words):
+            for k in range(i, min(i + longest, len(words))):
+                if k > i and lower[words[k - 1].end():words[k].start()] not in (" ", "-"):
+                    break
+                phrase = lower[w.start():words[k].end()]
+                if phrase in lexicon:
+                    out.setdefault(w.start(), []).append((words[k].end(), lexicon[phrase]))
+        return out
+    for m in re.finditer(f"[{re.escape(first)}]", lower):  # unspaced: anywhere
+        s = m.start()
+        found = [(s + k, lexicon[lower[s:s + k]]) for k in range(1, longest + 1) if lower[s:s + k] in lexicon]
+        if found:
+            out.setdefault(s, []).extend(found)
     return out
 
 

@@ -192,6 +192,9 @@ def evaluate(target: str | Path | None, data: list[str], out: str | Path, task: 
         t.loaded.model.to(_device(device or default_device()))
         rows, name, task = decode_sets(t, data, batch_size, limit, force_language=force_language), t.name, t.task
         known = tokenizer_control_tokens(t.loaded.tokenizer)
+        for row in rows:  # kept in decoded.jsonl, so that scoring it again finds the same leaks
+            text = str(row.get("raw") or row.get("hypothesis") or "")
+            row["control_tokens"] = sorted(tok for tok in known if tok in text)
     scores = score_rows(rows, task, str(hypotheses or ", ".join(data)), known)
     decoded = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
     scores.report(meta={"model": name, "task": task, "samples": len(rows)}).write(out, {"decoded.jsonl": decoded})

@@ -21,7 +21,7 @@ from adaptkit.eval import degeneration as dg
 from adaptkit.eval import speaker_metrics as sm
 from adaptkit.eval import turn_metrics as tm
 from adaptkit.eval.report import Plot, Report
-from adaptkit.eval.text import CONTROL_TOKEN
+from adaptkit.eval.text import CONTROL_TOKEN, NORMALIZATIONS
 from adaptkit.tasks.speaker_asr import ANSWER_PREFIX
 
 Sample = Mapping[str, Any]
@@ -43,15 +43,19 @@ class Scores:
     """One row per sample: id, language, set, its metrics and the degeneration checks that fired."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Task-specific tables: the threshold sweep and probability distribution (turn end)."""
+    header: dict[str, str] = field(default_factory=dict)
+    """How the numbers were made: `normalization` and `DER` (its timing source), for every report header."""
 
     def to_dict(self) -> dict[str, Any]:
         """Everything, as plain JSON types."""
-        return {"task": self.task, "overall": self.overall, "breakdowns": self.breakdowns,
+        return {"task": self.task, "header": self.header, "overall": self.overall, "breakdowns": self.breakdowns,
                 "degeneration": self.degeneration, "rows": self.rows, "extra": self.extra}
 
     def report(self, title: str | None = None, meta: Mapping[str, Any] | None = None) -> Report:
         """A `Report` whose headline has one row for all samples and one per set."""
-        return _REPORTERS[self.task](self, title or _TITLES[self.task], dict(meta or {}))
+        report = _REPORTERS[self.task](self, title or _TITLES[self.task], dict(meta or {}))
+        report.header = dict(self.header)
+        return report
 
 
 # ----------------------------------------------------------------------------- input checks
@@ -75,6 +79,23 @@ def _check_samples(samples: Iterable[Sample], source: str | None, required: Sequ
             if all(s.get(a) is None for a in alts):
                 raise AdaptkitError(f"{where}: sample {sid!r} has no {' or '.join(repr(a) for a in alts)}")
     return samples
+
+
+def speaker_header(config: sm.SpeakerMetricsConfig, with_der: bool) -> dict[str, str]:
+    """The header of a speaker-ASR report: normalisation by name and where DER's times come from."""
+    der = (f"times borrowed from the timed reference units by word alignment (no false alarm by construction); "
+           f"{config.der_mode} speaker mapping, same-speaker segments merged, collar {config.collar:g} s each side, "
+           f"overlap {'skipped' if config.skip_overlap else 'scored'}") if with_der else \
+        "not computed: no timed reference units (DER would borrow its times from them)"
+    return {"normalization": f"{config.normalization}: {NORMALIZATIONS[config.normalization]}", "DER": der}
+
+
+TURN_HEADER = {"normalization": "none: the tag is read from the output (`<COMPLETE>`, or the bare word in any case)",
+               "DER": "not applicable (no speaker times)"}
+"""The header of a turn-tag report."""
+
+TURN_END_HEADER = {"normalization": "none: probabilities, no text", "DER": "not applicable (no speaker times)"}
+"""The header of a turn-end report."""
 
 
 def _sid(s: Sample, k: int) -> str:
@@ -129,7 +150,9 @@ def score_speaker_asr(samples: Iterable[Sample], *, allowed_tokens: Iterable[str
     both texts. `allowed_tokens` defaults to every control token that appears in
     the references (so `<|spk_5|>` in a two-speaker set is a leak); `known_tokens` (the tokenizer's
     special and added tokens, `degeneration.tokenizer_control_tokens`) are leaks too when not
-    allowed, whatever their shape. `source` names the file in errors.
+    allowed, whatever their shape, and so are a sample's own `control_tokens` (what `adaptkit eval`
+    writes into decoded.jsonl: the tokenizer's tokens found in that output). `source` names the file
+    in errors.
     """
     samples = _check_samples(samples, source, ("reference", "hypothesis", "language"))
     refs = [ASR_PREFIX.sub("", _text(s, "reference", k, source)) for k, s in enumerate(samples)]
@@ -144,7 +167,8 @@ def score_speaker_asr(samples: Iterable[Sample], *, allowed_tokens: Iterable[str
     for k, s in enumerate(samples):
         lang = str(s["language"])
         p = sm.score_pair(refs[k], hyps[k], lang, s.get("units"), config)
-        f = dg.check(raws[k], refs[k], allowed, s.get("ended_with_eos"), lang, degeneration, known)
+        f = dg.check(raws[k], refs[k], allowed, s.get("ended_with_eos"), lang, degeneration,
+                     known | set(s.get("control_tokens") or ()))
         pairs.append(p)
         flags.append(f)
         rows.append({
@@ -166,6 +190,7 @@ def score_speaker_asr(samples: Iterable[Sample], *, allowed_tokens: Iterable[str
         degeneration=_degeneration(flags, groups),
         rows=rows,
         extra={"allowed_tokens": sorted(allowed)},
+        header=speaker_header(config, any(p.der is not None for p in pairs)),
     )
 
 
@@ -235,7 +260,7 @@ def score_turn_tags(samples: Iterable[Sample], *, labels: Sequence[str] = tm.TUR
         hyp = _text(s, "hypothesis", k, source)
         p = parse_turn_tag(hyp, labels)
         f = dg.check(str(s.get("raw", hyp)), None, allowed, s.get("ended_with_eos"), s.get("language"), degeneration,
-                     known_tokens)
+                     set(known_tokens) | set(s.get("control_tokens") or ()))
         truth.append(t)
         pred.append(p)
         flags.append(f)
@@ -250,7 +275,7 @@ def score_turn_tags(samples: Iterable[Sample], *, labels: Sequence[str] = tm.TUR
 
     return Scores(task="turn_tags", overall=metrics(range(len(samples))),
                   breakdowns={key: {v: metrics(idx) for v, idx in by.items()} for key, by in groups.items()},
-                  degeneration=_degeneration(flags, groups), rows=rows, extra={"labels": labels})
+                  degeneration=_degeneration(flags, groups), rows=rows, extra={"labels": labels}, header=dict(TURN_HEADER))
 
 
 # ----------------------------------------------------------------------------- turn end
@@ -285,7 +310,7 @@ def score_turn_end(samples: Iterable[Sample], *, threshold: float = 0.5,
 
     return Scores(task="turn_end", overall=metrics(range(len(samples))),
                   breakdowns={key: {v: metrics(idx) for v, idx in by.items()} for key, by in groups.items()},
-                  degeneration={}, rows=rows,
+                  degeneration={}, rows=rows, header=dict(TURN_END_HEADER),
                   extra={"sweep": tm.threshold_sweep(y, p, thresholds), "distribution": tm.probability_distribution(y, p)})
 
 

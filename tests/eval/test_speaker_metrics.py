@@ -12,8 +12,8 @@ from adaptkit.errors import AdaptkitError
 from adaptkit.eval import speaker_metrics as sm
 from adaptkit.eval.text import is_unspaced, language_code, normalize, tokens
 
-RAW_WORDS = sm.SpeakerMetricsConfig(normalize=False, unit="word")
-RAW_CHARS = sm.SpeakerMetricsConfig(normalize=False, unit="char")
+RAW_WORDS = sm.SpeakerMetricsConfig(normalization="none", unit="word")
+RAW_CHARS = sm.SpeakerMetricsConfig(normalization="none", unit="char")
 
 
 # ----------------------------------------------------------------------------- parsing and text
@@ -114,17 +114,20 @@ def test_cp_error_equals_meeteval_on_generated_cases(unit):
         ref, hyp = _random_case(rng, alphabet)
         ref_text, hyp_text = _render(ref, rng, sep), _render(hyp, rng, sep)
         ours = sm.cp_error(ref_text, hyp_text, "ja" if unit == "char" else "en", config)
+        untagged = hyp.pop("?", [])  # hypothesis text before its first tag: inserted, never a speaker
         theirs = cp_word_error_rate({k: " ".join(v) for k, v in ref.items()}, {k: " ".join(v) for k, v in hyp.items()},
                                     reference_sort=False, hypothesis_sort=False)  # no times: nothing to sort
-        assert (ours.errors, ours.length) == (theirs.errors, theirs.length), (case, ref_text, hyp_text)
-        assert ours.rate == theirs.error_rate or (ours.rate is None and theirs.length == 0)
-        assert ours.errors == _brute_force_cp(ref, hyp)
+        assert (ours.errors, ours.length) == (theirs.errors + len(untagged), theirs.length), (case, ref_text, hyp_text)
+        assert ours.insertions >= len(untagged)
+        assert ours.rate == (theirs.errors + len(untagged)) / theirs.length if theirs.length else ours.rate is None
+        assert ours.errors == _brute_force_cp(ref, hyp) + len(untagged)
         # The fallback used above meeteval's 20-speaker limit agrees too.
-        unit_tokens = lambda d: {k: v for k, v in sm.by_speaker(sm.tagged_tokens(d, unit, config)).items()}  # noqa: E731
+        unit_tokens = lambda d: {k: v for k, v in sm.by_speaker(sm.tagged_tokens(d, unit, config)).items()  # noqa: E731
+                                 if k != "?"}
         assert sm._cp_hungarian(unit_tokens(ref_text), unit_tokens(hyp_text)).errors == theirs.errors
         # S/D/I may split differently between equally good pairings or alignments, but must add up.
         assert ours.substitutions + ours.deletions + ours.insertions == ours.errors
-        hyp_total = sum(len(v) for v in hyp.values())
+        hyp_total = sum(len(v) for v in hyp.values()) + len(untagged)
         assert ours.insertions - ours.deletions == hyp_total - ours.length
         nonempty = lambda d: sum(1 for v in d.values() if v)  # noqa: E731
         unequal += nonempty(ref) != nonempty(hyp)
@@ -188,8 +191,12 @@ def test_speaker_agnostic_error_rate_and_speaker_count():
     ("<|spk_0|> a b <|spk_1|> c", "<|spk_0|> a <|spk_1|> z c", "en", 1, 3),
     # Deletions and insertions do not count: d deleted, nothing else wrong.
     ("<|spk_0|> a b c <|spk_1|> d", "<|spk_0|> a b c", "en", 0, 3),
-    # Untagged output: '?' maps to one speaker; the other speaker's 2 words are wrong -> 2/4.
-    ("<|spk_0|> a b <|spk_1|> c d", "a b c d", "en", 2, 4),
+    # Untagged output is no speaker: all 4 aligned words are wrong.
+    ("<|spk_0|> a b <|spk_1|> c d", "a b c d", "en", 4, 4),
+    # A missing first tag: "a b" has no speaker (wrong), "c d" is right -> 2/4.
+    ("<|spk_0|> a b <|spk_1|> c d", "a b <|spk_1|> c d", "en", 2, 4),
+    # An untagged reference is one speaker, which untagged output matches.
+    ("a b c d", "a b c d", "en", 0, 4),
     # Characters: はいいいえ on both sides; hyp gives the third い to spk_0: counts (0,0)=2, (0,1)=1, (1,1)=2.
     ("<|spk_0|> はい <|spk_1|> いいえ", "<|spk_0|> はいい <|spk_1|> いえ", "ja", 1, 5),
 ])
@@ -253,3 +260,27 @@ def test_der_from_tagged_characters_and_collar():
                                sm.SpeakerMetricsConfig(collar=0.25))
     assert loose.total == pytest.approx(0.5)
     assert sm.der_from_tagged([], "<|spk_0|> a").rate is None
+
+
+def test_text_before_the_first_tag_is_an_error_not_a_speaker():
+    ref, hyp = "<|spk_0|> a b <|spk_1|> c d", "a b <|spk_1|> c d"
+    e = sm.cp_error(ref, hyp, "en")
+    assert (e.errors, e.insertions, e.deletions, e.length) == (4, 2, 2, 4)  # "?" would have paired with spk_0: 0
+    assert (sm.speaker_count(ref, hyp).hypothesis, sm.wder(ref, hyp).wrong) == (1, 2)
+    p = sm.score_pair(ref, hyp, "en", UNITS)
+    assert (p.cp.errors, p.speakers.hypothesis, p.wder.wrong) == (4, 1, 2)
+    units = [{"speaker": "spk_0", "start": 0.0, "end": 1.0, "text": "a b"},
+             {"speaker": "spk_1", "start": 1.0, "end": 2.0, "text": "c d"}]
+    d = sm.der_from_tagged(units, hyp, "en")
+    assert (d.missed, d.confusion, d.total) == pytest.approx((1.0, 0.0, 2.0))  # "a b" has no speaker: missed
+    assert sm.cp_error("a b", "a b", "en").errors == 0  # an untagged reference is one speaker
+
+
+def test_normalisation_is_named():
+    ref, hyp = "<|spk_0|> It's 3.5%", "<|spk_0|> its 3 5"
+    assert sm.cp_error(ref, hyp, "en").errors == 0
+    raw = sm.SpeakerMetricsConfig(normalization="none")
+    assert sm.cp_error(ref, hyp, "en", raw).errors == 3  # It's/its, 3.5%/3, and 5 inserted
+    assert normalize("U.S. e-mail 50%") == "u s  e mail 50 "
+    with pytest.raises(AdaptkitError, match="normalization: 'lower' is not a normalisation"):
+        sm.cp_error(ref, hyp, "en", sm.SpeakerMetricsConfig(normalization="lower"))  # type: ignore[arg-type]
