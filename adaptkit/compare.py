@@ -52,6 +52,8 @@ class VariantResult:
     """Test set (`all`, `test_id`, ...) -> metric -> value."""
     degeneration: dict[str, dict[str, Any]] = field(default_factory=dict)
     losses: list[tuple[int, float]] = field(default_factory=list)
+    header: dict[str, Any] = field(default_factory=dict)
+    """Its eval report's header: normalisation and DER timing source."""
 
 
 def load_variants(names: list[str], file: str | Path | None) -> dict[str, dict[str, Any]]:
@@ -86,11 +88,12 @@ def _run(args: list[str], log: Path) -> tuple[int, float, str]:
     return code, time.perf_counter() - start, last
 
 
-def _read_scores(report: Path) -> tuple[dict, dict]:
+def _read_scores(report: Path) -> tuple[dict, dict, dict]:
+    """Headline metrics per set, degeneration rows per set, and the header (normalisation, DER source)."""
     data = json.loads((report / "report.json").read_text())
     scores = {row["subset"]: {k: row.get(k) for k in METRICS} for row in data["headline"]}
     degeneration = next((s for s in data["sections"] if s["name"] == "Degeneration"), {"rows": []})
-    return scores, {row.get("subset", "all"): row for row in degeneration["rows"]}
+    return scores, {row.get("subset", "all"): row for row in degeneration["rows"]}, data.get("header", {})
 
 
 def _test_sets(recipe: Recipe, data_dir: Path, tests: list[str]) -> list[str]:
@@ -168,7 +171,7 @@ def compare(recipe_path: str | Path, names: list[str], out: str | Path, variants
         if code != 0:
             result.status = f"failed: {last.removeprefix('error: ')}"
             continue
-        result.scores, result.degeneration = _read_scores(folder / "eval")
+        result.scores, result.degeneration, result.header = _read_scores(folder / "eval")
     if base_row:
         base_result = VariantResult("base (no adapter)")
         folder = out / "variants" / "base"
@@ -179,7 +182,7 @@ def compare(recipe_path: str | Path, names: list[str], out: str | Path, variants
         code, wall, last = _run(args, folder / "eval.log")
         base_result.wall_seconds = round(wall, 2)
         if code == 0:
-            base_result.scores, base_result.degeneration = _read_scores(folder / "eval")
+            base_result.scores, base_result.degeneration, base_result.header = _read_scores(folder / "eval")
         else:
             base_result.status = f"failed: {last.removeprefix('error: ')}"
         results.insert(0, base_result)
@@ -197,7 +200,8 @@ def write_report(results: list[VariantResult], folder: Path, source: str, test_s
         short = r.status.split(":")[0]
         for s in (sets or ["all"]) if r.scores else ["-"]:
             headline.append({"variant": r.name, "set": s, "status": short, **r.scores.get(s, {})})
-    report = Report(f"Compare: {Path(source).name}", headline, meta={"recipe": source, "test sets": ", ".join(test_sets)})
+    report = Report(f"Compare: {Path(source).name}", headline, meta={"recipe": source, "test sets": ", ".join(test_sets)},
+                    header=next((r.header for r in results if r.header), {}))
     failures = [{"variant": r.name, "error": r.status.removeprefix("failed: ")} for r in results if r.status != "ok"]
     if failures:
         report.add("Failed variants", failures)

@@ -43,5 +43,7 @@ def test_compare_trains_scores_and_reports_every_variant(tmp_path):
     assert all(costs[v]["adapter_bytes"] > 0 and costs[v]["seconds_per_step"] > 0 and costs[v]["peak_memory_mb"] > 0 for v in ("projector", "lora"))
     for name in ("report.md", "report.html", "plots/cp_error_rate.png", "plots/loss.png"):
         assert (out / "report" / name).is_file(), name
-    assert (out / "report" / "report.md").read_text().splitlines()[2].startswith("| variant | set | status |")
+    markdown = (out / "report" / "report.md").read_text().splitlines()
+    assert markdown[2].startswith("- normalization: nfkc_lower_punct") and markdown[3].startswith("- DER: ")
+    assert markdown[5].startswith("| variant | set | status |")
     assert len(list((out / "encoder_cache").glob("*.pt"))) > 0  # encoder outputs shared through the disk cache

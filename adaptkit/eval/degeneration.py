@@ -3,20 +3,28 @@
 One `check` per output gives `Flags` (one bool per check plus what was measured); `rates` turns a
 set of them into the share of outputs flagged per check. Tokens are words, or for unspaced
 languages (ja, zh, th, ...) characters with runs of ASCII letters and digits kept whole, after NFKC,
-lower case and punctuation removal; control tokens (`<|...|>`, `<UPPER_CASE>`) are single tokens.
+lower case and punctuation removal; control tokens (the tokenizer's special and added tokens when
+given, and anything shaped `<|...|>` or `<word>` / `</word>`) are single tokens.
+
+Judged against the reference when there is one: counting it has itself (as a run, in words or
+digits, or as the same digits grouped otherwise) is not counting; a unit it repeats r times back to
+back needs r - 1 more repeats than the threshold before it is a loop (the reference's "no no no"
+excuses a "no" x5 of the output, not a "no" x7); the length is measured against it. The task's
+answer prefix (`language X<asr_text>`) is removed from the start of both texts before any check.
 """
 
 from __future__ import annotations
 
 import re
-import unicodedata
 import zlib
 from dataclasses import asdict, dataclass
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from adaptkit.eval.numbers import counting_runs, digit_string
 from adaptkit.eval.text import CONTROL_TOKEN, is_unspaced, normalize
+from adaptkit.tasks.speaker_asr import ANSWER_PREFIX
 
 FLAG_NAMES = ("high_compression", "repeated_unit", "seq_rep", "counting", "too_long", "no_eos", "leaked_token")
 """The checks, in report order."""
@@ -46,13 +54,17 @@ class DegenerationConfig:
     seq_rep_min_tokens: int = 20
     """Only judge seq-rep on outputs of at least this many tokens (short answers repeat by nature)."""
     counting_run: int = 10
-    """Flag a run of this many consecutive integers (n, n+1, ...) absent from the reference."""
+    """Flag a run of this many consecutive integers (n, n+1, ..., in digits or number words) absent
+    from the reference."""
     length_ratio: float = 2.0
     """Flag an output longer than this many times the reference (tokens, control tokens excluded) ..."""
     length_min_extra: int = 5
     """... and longer than the reference by at least this many tokens (so "はい" -> "はい、はい" passes)."""
     control_token_pattern: str = CONTROL_TOKEN.pattern
-    """What counts as a control token; any match outside the allowed set is a leak."""
+    """What counts as a control token besides the tokenizer's own; any match outside the allowed set is a leak."""
+    answer_prefix: str | None = ANSWER_PREFIX.pattern
+    """The task's answer prefix (Qwen3-ASR's `language X<asr_text>`), removed from the start of both
+    texts before any check: it is never a leak nor part of the length. None: keep it."""
 
 
 DEFAULT = DegenerationConfig()
@@ -133,8 +145,8 @@ def compression_ratio(text: str, window: int | None = None) -> float:
     return max(window / len(zlib.compress(data[s:s + window])) for s in starts)
 
 
-def longest_repetition(toks: Sequence[str], max_unit: int = 8) -> list[tuple[int, int, int]]:
-    """(start, unit length, repeats >= 2) of the longest back-to-back run of each unit length 1..max_unit."""
+def repetition_runs(toks: Sequence[str], max_unit: int = 8) -> list[tuple[int, int, int]]:
+    """(start, unit length, repeats >= 2) of every maximal back-to-back run of a unit of 1..max_unit tokens."""
     if not toks:
         return []
     index: dict[str, int] = {}
@@ -143,79 +155,111 @@ def longest_repetition(toks: Sequence[str], max_unit: int = 8) -> list[tuple[int
     for size in range(1, min(max_unit, len(ids) // 2) + 1):
         eq = np.concatenate(([False], ids[size:] == ids[:-size], [False]))
         edges = np.flatnonzero(np.diff(eq.astype(np.int8)))
-        if len(edges) == 0:
-            continue
-        starts, ends = edges[::2], edges[1::2]
-        k = int(np.argmax(ends - starts))
-        if ends[k] - starts[k] >= size:
-            out.append((int(starts[k]), size, int(ends[k] - starts[k]) // size + 1))
+        out += [(int(a), size, int(b - a) // size + 1) for a, b in zip(edges[::2], edges[1::2]) if b - a >= size]
     return out
 
 
-def integer_runs(text: str) -> list[tuple[int, int]]:
-    """(first, last) of every run of 2+ consecutive integers written as digits (n, n+1, ...).
+def longest_repetition(toks: Sequence[str], max_unit: int = 8) -> list[tuple[int, int, int]]:
+    """(start, unit length, repeats >= 2) of the longest back-to-back run of each unit length 1..max_unit."""
+    best: dict[int, tuple[int, int, int]] = {}
+    for start, size, reps in repetition_runs(toks, max_unit):
+        if size not in best or reps > best[size][2]:
+            best[size] = (start, size, reps)
+    return [best[k] for k in sorted(best)]
 
-    Numbers may be separated by spaces, commas, `、`, periods or semicolons only: "1, 2, 3",
-    "1. 2. 3." and "１、２、３" are runs; "1 apple 2" is not.
+
+def repeats_of(unit: Sequence[str], toks: Sequence[str]) -> int:
+    """Most back-to-back repetitions of `unit` (or a rotation of it) in `toks`; 0 when absent."""
+    size, best = len(unit), 0
+    rotations = {tuple(unit[k:]) + tuple(unit[:k]) for k in range(size)}
+    for i in range(len(toks) - size + 1):
+        if tuple(toks[i:i + size]) in rotations:
+            rot, reps = tuple(toks[i:i + size]), 1
+            while tuple(toks[i + reps * size:i + (reps + 1) * size]) == rot:
+                reps += 1
+            best = max(best, reps)
+    return best
+
+
+def integer_runs(text: str, language: str | None = None) -> list[tuple[int, int]]:
+    """(first, last) of every run of 2+ consecutive integers (n, n+1, ...), in digits or number words.
+
+    Numbers may be separated by spaces and list punctuation only: "1, 2, 3", "1. 2. 3.",
+    "１、２、３" and "one two three" are runs; "1 apple 2" is not (`adaptkit.eval.numbers`).
     """
-    text = unicodedata.normalize("NFKC", text)
-    runs: list[tuple[int, int]] = []
-    first = prev = None
-    prev_end = 0
-    for m in re.finditer(r"\d+", text):
-        value = int(m.group())
-        if prev is not None and value == prev + 1 and re.fullmatch(r"[\s,、.;]*", text[prev_end:m.start()]):
-            prev = value
-        else:
-            if first is not None and prev is not None and prev > first:
-                runs.append((first, prev))
-            first = prev = value
-        prev_end = m.end()
-    if first is not None and prev is not None and prev > first:
-        runs.append((first, prev))
-    return runs
+    return [(run[0].value, run[-1].value) for run in counting_runs(text, language)]
 
 
-def _contains(seq: Sequence[str], sub: Sequence[str]) -> bool:
-    sep = "\x00"
-    return (sep + sep.join(sub) + sep) in (sep + sep.join(seq) + sep)
+def control_pattern(pattern: str = CONTROL_TOKEN.pattern, known_tokens: Iterable[str] = ()) -> re.Pattern[str]:
+    """`known_tokens` (literally, longest first) or anything `pattern` matches: what a control token is."""
+    known = sorted({t for t in known_tokens if t}, key=len, reverse=True)
+    return re.compile("|".join([re.escape(t) for t in known] + [f"(?:{pattern})"]))
+
+
+def tokenizer_control_tokens(tokenizer: Any) -> set[str]:
+    """Every special and added token of a transformers tokenizer (`<think>`, `<|im_end|>`, `<asr_text>` ...)."""
+    tokens = set(getattr(tokenizer, "all_special_tokens", ()) or ())
+    get_added = getattr(tokenizer, "get_added_vocab", None)
+    return tokens | (set(get_added()) if callable(get_added) else set())
+
+
+def _repetition(toks: list[str], ref_toks: list[str] | None, config: DegenerationConfig) -> tuple[bool, int, str]:
+    """(fires, repeats, unit) of the worst back-to-back repetition, judged against the reference's own."""
+    found = []  # (fires, repeats, unit): the firing repetition with most repeats wins, else the longest
+    for start, size, reps in repetition_runs(toks, config.repeat_max_unit):
+        unit = toks[start:start + size]
+        need = config.repeat_one_token if size == 1 else config.repeat_longer
+        if ref_toks is not None:  # what the reference says r times needs r - 1 more repeats than usual
+            need += max(repeats_of(unit, ref_toks) - 1, 0)
+        found.append((reps >= need, reps, " ".join(unit)))
+    return max(found, default=(False, 1, ""))
+
+
+def _counting(output: str, reference: str | None, language: str | None, config: DegenerationConfig) -> tuple[bool, int]:
+    """(fires, longest run): a long run of counting that the reference does not have (as a run, or as
+    the same digits grouped otherwise, such as a phone number)."""
+    runs = integer_runs(output, language)
+    ref_runs = integer_runs(reference, language) if reference is not None else []
+    ref_digits = digit_string(reference, language) if reference is not None else ""
+
+    def excused(a: int, b: int) -> bool:
+        return any(c <= a and b <= d for c, d in ref_runs) or "".join(map(str, range(a, b + 1))) in ref_digits
+
+    longest = max((b - a + 1 for a, b in runs), default=0)
+    return any(b - a + 1 >= config.counting_run and not excused(a, b) for a, b in runs), longest
 
 
 def check(output: str, reference: str | None = None, allowed_tokens: Iterable[str] = (),
           ended_with_eos: bool | None = None, language: str | None = None,
-          config: DegenerationConfig = DEFAULT) -> Flags:
+          config: DegenerationConfig = DEFAULT, known_tokens: Iterable[str] = ()) -> Flags:
     """Run every check on one output.
 
-    `reference` (optional) excuses counting runs and repetitions it contains itself and enables the
-    length check; `allowed_tokens` are the control tokens the task may emit (e.g. `<|spk_0|>`,
-    `<|spk_1|>`); `ended_with_eos=False` means decoding hit the length limit.
+    `reference` (optional) excuses counting and repetitions it has itself and enables the length
+    check; `allowed_tokens` are the control tokens the task may emit (e.g. `<|spk_0|>`,
+    `<|spk_1|>`); `known_tokens` are the tokenizer's special and added tokens
+    (`tokenizer_control_tokens`): any of them outside `allowed_tokens` is a leak, whatever its shape;
+    `ended_with_eos=False` means decoding hit the length limit. A leading answer prefix of the task
+    (`config.answer_prefix`: `language Japanese<asr_text>`) is removed from both texts first.
     """
-    control = re.compile(config.control_token_pattern)
+    if config.answer_prefix:
+        prefix = re.compile(config.answer_prefix)
+        output = prefix.sub("", output, count=1)
+        reference = prefix.sub("", reference, count=1) if reference is not None else None
+    control = control_pattern(config.control_token_pattern, known_tokens)
     toks = content_tokens(output, language, control)
     ref_toks = content_tokens(reference, language, control) if reference is not None else None
 
     plain = control.sub(" ", output)
     ratio = compression_ratio(plain, config.compression_window)
     high_compression = len(plain.encode("utf-8")) >= config.compression_min_bytes and ratio > config.compression_ratio
-
-    found = []  # (fires, repeats, unit): the firing repetition with most repeats wins, else the longest
-    for start, size, reps in longest_repetition(toks, config.repeat_max_unit):
-        need = config.repeat_one_token if size == 1 else config.repeat_longer
-        excused = ref_toks is not None and _contains(ref_toks, toks[start:start + size * reps])
-        found.append((reps >= need and not excused, reps, " ".join(toks[start:start + size])))
-    repeated, repeats, unit = max(found, default=(False, 1, ""))
+    repeated, repeats, unit = _repetition(toks, ref_toks, config)
 
     n = config.seq_rep_n
     seq_rep_value = None
     if len(toks) >= max(config.seq_rep_min_tokens, n):
         grams = list(zip(*(toks[i:] for i in range(n))))
         seq_rep_value = 1.0 - len(set(grams)) / len(grams)
-
-    runs = integer_runs(output)
-    ref_runs = integer_runs(reference) if reference is not None else []
-    longest = max((b - a + 1 for a, b in runs), default=0)
-    counting = any(b - a + 1 >= config.counting_run and not any(c <= a and b <= d for c, d in ref_runs)
-                   for a, b in runs)
+    counting, longest = _counting(output, reference, language, config)
 
     length_ratio = too_long = None
     if ref_toks is not None:
@@ -226,22 +270,12 @@ def check(output: str, reference: str | None = None, allowed_tokens: Iterable[st
 
     allowed = set(allowed_tokens)
     leaked = tuple(dict.fromkeys(t for t in control.findall(output) if t not in allowed))
-
     return Flags(
-        high_compression=high_compression,
-        repeated_unit=repeated,
-        seq_rep=seq_rep_value is not None and seq_rep_value > config.seq_rep,
-        counting=counting,
-        too_long=bool(too_long),
-        no_eos=ended_with_eos is False,
-        leaked_token=bool(leaked),
-        compression_ratio=ratio,
-        repeats=repeats,
-        repeat_unit=unit,
-        seq_rep_value=seq_rep_value,
-        longest_count=longest,
-        length_ratio=length_ratio,
-        leaked=leaked,
+        high_compression=high_compression, repeated_unit=repeated,
+        seq_rep=seq_rep_value is not None and seq_rep_value > config.seq_rep, counting=counting,
+        too_long=bool(too_long), no_eos=ended_with_eos is False, leaked_token=bool(leaked),
+        compression_ratio=ratio, repeats=repeats, repeat_unit=unit, seq_rep_value=seq_rep_value,
+        longest_count=longest, length_ratio=length_ratio, leaked=leaked,
     )
 
 
@@ -255,5 +289,6 @@ def rates(flags: Sequence[Flags]) -> dict[str, float | int]:
     return out
 
 
-__all__ = ["FLAG_NAMES", "DegenerationConfig", "Flags", "check", "rates", "content_tokens",
-           "compression_ratio", "longest_repetition", "integer_runs"]
+__all__ = ["FLAG_NAMES", "DegenerationConfig", "Flags", "check", "rates", "content_tokens", "compression_ratio",
+           "longest_repetition", "repetition_runs", "repeats_of", "integer_runs", "control_pattern",
+           "tokenizer_control_tokens"]

@@ -56,12 +56,14 @@ class Section:
 
 @dataclass
 class Report:
-    """Title, headline table (first thing in the Markdown), sections and free metadata."""
+    """Title, header lines, headline table, sections and free metadata."""
 
     title: str
     headline: list[dict[str, Any]] = field(default_factory=list)
     sections: list[Section] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
+    header: dict[str, Any] = field(default_factory=dict)
+    """How the numbers were made (normalisation, DER timing source, ...): printed right under the title."""
 
     def add(self, name: str, rows: Sequence[Mapping[str, Any]] = (), text: str = "",
             plots: Sequence[Plot] = (), markdown: bool = True) -> Section:
@@ -71,16 +73,18 @@ class Report:
         return section
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON form: title, meta, headline, sections (name, text, rows, plot files)."""
+        """The JSON form: title, header, meta, headline, sections (name, text, rows, plot files)."""
         return _jsonable({
-            "title": self.title, "meta": self.meta, "headline": self.headline,
+            "title": self.title, "header": self.header, "meta": self.meta, "headline": self.headline,
             "sections": [{"name": s.name, "text": s.text, "rows": s.rows,
                           "plots": [f"plots/{p.name}.png" for p in s.plots]} for s in self.sections],
         })
 
     def to_markdown(self) -> str:
-        """`# title`, the headline table, metadata, then each section (text, table, plot links)."""
+        """`# title`, the header lines, the headline table, metadata, then each section (text, table, plot links)."""
         out = [f"# {self.title}", ""]
+        if self.header:
+            out += [f"- {k}: {_cell(v)}" for k, v in self.header.items()] + [""]
         if self.headline:
             out += [markdown_table(self.headline), ""]
         if self.meta:
@@ -113,6 +117,8 @@ class Report:
                "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin:1em 0}"
                "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#eee}</style></head><body>",
                f"<h1>{escape(self.title)}</h1>"]
+        if self.header:
+            out.append("<ul>" + "".join(f"<li>{escape(str(k))}: {escape(_cell(v))}</li>" for k, v in self.header.items()) + "</ul>")
         if self.headline:
             out.append(table(self.headline))
         if self.meta:

@@ -11,9 +11,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable
 
 from adaptkit.data.manifest import Sample, read_manifest
 from adaptkit.errors import AdaptkitError
+from adaptkit.eval.degeneration import tokenizer_control_tokens
 from adaptkit.freeze import load_adapter, read_adapter_config
 from adaptkit.models import Loaded, family, load
 from adaptkit.recipe import ModelSection, Recipe, from_dict
@@ -124,17 +126,18 @@ def _end_probabilities(target: Target, samples: list[Sample], set_name: str, pre
              "probability": scorer.start(s.fields["messages"])} for s in samples]
 
 
-def score_rows(rows: list[dict], task: str, source: str):
-    """Score decoded rows with the task's scoring function."""
+def score_rows(rows: list[dict], task: str, source: str, known_tokens: Iterable[str] = ()):
+    """Score decoded rows with the task's scoring function; `known_tokens` are the tokenizer's
+    special and added tokens (leaks when the task does not allow them)."""
     from adaptkit.eval import score
 
     if not rows:
         raise AdaptkitError(f"{source}: no sample to score")
     if task == "turn_tags":
-        return score.score_turn_tags(rows, source=source)
+        return score.score_turn_tags(rows, source=source, known_tokens=known_tokens)
     if task == "turn_end":
         return score.score_turn_end(rows, source=source)
-    return score.score_speaker_asr(rows, source=source)
+    return score.score_speaker_asr(rows, source=source, known_tokens=known_tokens)
 
 
 def _device(name: str):
@@ -176,6 +179,7 @@ def evaluate(target: str | Path | None, data: list[str], out: str | Path, task: 
 
     `device` is where the model decodes (default: `cuda` when there is a GPU, else `cpu`); the model
     keeps its dtype and the inputs are cast to it."""
+    known: set[str] = set()  # the tokenizer's control tokens; a decoded.jsonl alone has none
     if hypotheses:
         rows = read_hypotheses(hypotheses)
         name, task = str(hypotheses), task or ("turn_tags" if "probabilities" in rows[0] else "turn_end" if "probability" in rows[0] else "speaker_asr")
@@ -187,7 +191,11 @@ def evaluate(target: str | Path | None, data: list[str], out: str | Path, task: 
         t = load_target(target, task, adapter)
         t.loaded.model.to(_device(device or default_device()))
         rows, name, task = decode_sets(t, data, batch_size, limit, force_language=force_language), t.name, t.task
-    scores = score_rows(rows, task, str(hypotheses or ", ".join(data)))
+        known = tokenizer_control_tokens(t.loaded.tokenizer)
+        for row in rows:  # kept in decoded.jsonl, so that scoring it again finds the same leaks
+            text = str(row.get("raw") or row.get("hypothesis") or "")
+            row["control_tokens"] = sorted(tok for tok in known if tok in text)
+    scores = score_rows(rows, task, str(hypotheses or ", ".join(data)), known)
     decoded = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
     scores.report(meta={"model": name, "task": task, "samples": len(rows)}).write(out, {"decoded.jsonl": decoded})
     return scores

@@ -21,7 +21,8 @@ from adaptkit.eval import degeneration as dg
 from adaptkit.eval import speaker_metrics as sm
 from adaptkit.eval import turn_metrics as tm
 from adaptkit.eval.report import Plot, Report
-from adaptkit.eval.text import CONTROL_TOKEN
+from adaptkit.eval.text import CONTROL_TOKEN, NORMALIZATIONS
+from adaptkit.tasks.speaker_asr import ANSWER_PREFIX
 
 Sample = Mapping[str, Any]
 
@@ -42,15 +43,19 @@ class Scores:
     """One row per sample: id, language, set, its metrics and the degeneration checks that fired."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Task-specific tables: the threshold sweep and probability distribution (turn end)."""
+    header: dict[str, str] = field(default_factory=dict)
+    """How the numbers were made: `normalization` and `DER` (its timing source), for every report header."""
 
     def to_dict(self) -> dict[str, Any]:
         """Everything, as plain JSON types."""
-        return {"task": self.task, "overall": self.overall, "breakdowns": self.breakdowns,
+        return {"task": self.task, "header": self.header, "overall": self.overall, "breakdowns": self.breakdowns,
                 "degeneration": self.degeneration, "rows": self.rows, "extra": self.extra}
 
     def report(self, title: str | None = None, meta: Mapping[str, Any] | None = None) -> Report:
         """A `Report` whose headline has one row for all samples and one per set."""
-        return _REPORTERS[self.task](self, title or _TITLES[self.task], dict(meta or {}))
+        report = _REPORTERS[self.task](self, title or _TITLES[self.task], dict(meta or {}))
+        report.header = dict(self.header)
+        return report
 
 
 # ----------------------------------------------------------------------------- input checks
@@ -76,11 +81,28 @@ def _check_samples(samples: Iterable[Sample], source: str | None, required: Sequ
     return samples
 
 
+def speaker_header(config: sm.SpeakerMetricsConfig, with_der: bool) -> dict[str, str]:
+    """The header of a speaker-ASR report: normalisation by name and where DER's times come from."""
+    der = (f"times borrowed from the timed reference units by word alignment (no false alarm by construction); "
+           f"{config.der_mode} speaker mapping, same-speaker segments merged, collar {config.collar:g} s each side, "
+           f"overlap {'skipped' if config.skip_overlap else 'scored'}") if with_der else \
+        "not computed: no timed reference units (DER would borrow its times from them)"
+    return {"normalization": f"{config.normalization}: {NORMALIZATIONS[config.normalization]}", "DER": der}
+
+
+TURN_HEADER = {"normalization": "none: the tag is read from the output (`<COMPLETE>`, or the bare word in any case)",
+               "DER": "not applicable (no speaker times)"}
+"""The header of a turn-tag report."""
+
+TURN_END_HEADER = {"normalization": "none: probabilities, no text", "DER": "not applicable (no speaker times)"}
+"""The header of a turn-end report."""
+
+
 def _sid(s: Sample, k: int) -> str:
     return str(s.get("id", f"#{k}"))
 
 
-ASR_PREFIX = re.compile(r"^\s*(?:language\s+[^<]*)?<asr_text>")
+ASR_PREFIX = ANSWER_PREFIX
 """Qwen3-ASR's answer prefix (`language Japanese<asr_text>`), stripped from speaker-ASR texts."""
 
 
@@ -115,7 +137,7 @@ def _degeneration(flags: Sequence[dg.Flags], groups: Mapping[str, Mapping[str, l
 
 
 def score_speaker_asr(samples: Iterable[Sample], *, allowed_tokens: Iterable[str] | None = None,
-                      config: sm.SpeakerMetricsConfig = sm.DEFAULT,
+                      known_tokens: Iterable[str] = (), config: sm.SpeakerMetricsConfig = sm.DEFAULT,
                       degeneration: dg.DegenerationConfig = dg.DEFAULT,
                       source: str | None = None) -> Scores:
     """Score speaker-tagged transcripts.
@@ -126,7 +148,11 @@ def score_speaker_asr(samples: Iterable[Sample], *, allowed_tokens: Iterable[str
     `test_id` / `test_ood`), `ended_with_eos`, and `units` (the synth JSON's timed reference units,
     for DER with borrowed times). A leading Qwen3-ASR prefix `language X<asr_text>` is stripped from
     both texts. `allowed_tokens` defaults to every control token that appears in
-    the references (so `<|spk_5|>` in a two-speaker set is a leak). `source` names the file in errors.
+    the references (so `<|spk_5|>` in a two-speaker set is a leak); `known_tokens` (the tokenizer's
+    special and added tokens, `degeneration.tokenizer_control_tokens`) are leaks too when not
+    allowed, whatever their shape, and so are a sample's own `control_tokens` (what `adaptkit eval`
+    writes into decoded.jsonl: the tokenizer's tokens found in that output). `source` names the file
+    in errors.
     """
     samples = _check_samples(samples, source, ("reference", "hypothesis", "language"))
     refs = [ASR_PREFIX.sub("", _text(s, "reference", k, source)) for k, s in enumerate(samples)]
@@ -134,13 +160,15 @@ def score_speaker_asr(samples: Iterable[Sample], *, allowed_tokens: Iterable[str
     raws = [ASR_PREFIX.sub("", str(s["raw"])) if s.get("raw") is not None else hyps[k] for k, s in enumerate(samples)]
     allowed = set(allowed_tokens) if allowed_tokens is not None else {
         t for r in refs for t in CONTROL_TOKEN.findall(r)}
+    known = set(known_tokens)
     pairs: list[sm.PairScores] = []
     flags: list[dg.Flags] = []
     rows: list[dict[str, Any]] = []
     for k, s in enumerate(samples):
         lang = str(s["language"])
         p = sm.score_pair(refs[k], hyps[k], lang, s.get("units"), config)
-        f = dg.check(raws[k], refs[k], allowed, s.get("ended_with_eos"), lang, degeneration)
+        f = dg.check(raws[k], refs[k], allowed, s.get("ended_with_eos"), lang, degeneration,
+                     known | set(s.get("control_tokens") or ()))
         pairs.append(p)
         flags.append(f)
         rows.append({
@@ -162,6 +190,7 @@ def score_speaker_asr(samples: Iterable[Sample], *, allowed_tokens: Iterable[str
         degeneration=_degeneration(flags, groups),
         rows=rows,
         extra={"allowed_tokens": sorted(allowed)},
+        header=speaker_header(config, any(p.der is not None for p in pairs)),
     )
 
 
@@ -209,12 +238,14 @@ def parse_turn_tag(text: str | None, labels: Sequence[str] = tm.TURN_TAGS) -> st
 
 
 def score_turn_tags(samples: Iterable[Sample], *, labels: Sequence[str] = tm.TURN_TAGS,
-                    degeneration: dg.DegenerationConfig = dg.DEFAULT, source: str | None = None) -> Scores:
+                    degeneration: dg.DegenerationConfig = dg.DEFAULT, source: str | None = None,
+                    known_tokens: Iterable[str] = ()) -> Scores:
     """Score turn-tag predictions (three classes by default).
 
     Each sample: `id`, `reference` (or `label`, as in turn_tags.jsonl: `complete`, `COMPLETE` or
     `<COMPLETE>`), `hypothesis` (the model output, parsed by `parse_turn_tag`), `language`;
-    optional `set` and `group` (e.g. a language pair, default: none).
+    optional `set` and `group` (e.g. a language pair, default: none). `known_tokens`: as for
+    `score_speaker_asr`.
     """
     samples = _check_samples(samples, source, ("reference|label", "hypothesis"))
     labels = list(labels)
@@ -228,7 +259,8 @@ def score_turn_tags(samples: Iterable[Sample], *, labels: Sequence[str] = tm.TUR
                                 f"is not one of {', '.join(labels)}")
         hyp = _text(s, "hypothesis", k, source)
         p = parse_turn_tag(hyp, labels)
-        f = dg.check(str(s.get("raw", hyp)), None, allowed, s.get("ended_with_eos"), s.get("language"), degeneration)
+        f = dg.check(str(s.get("raw", hyp)), None, allowed, s.get("ended_with_eos"), s.get("language"), degeneration,
+                     set(known_tokens) | set(s.get("control_tokens") or ()))
         truth.append(t)
         pred.append(p)
         flags.append(f)
@@ -243,7 +275,7 @@ def score_turn_tags(samples: Iterable[Sample], *, labels: Sequence[str] = tm.TUR
 
     return Scores(task="turn_tags", overall=metrics(range(len(samples))),
                   breakdowns={key: {v: metrics(idx) for v, idx in by.items()} for key, by in groups.items()},
-                  degeneration=_degeneration(flags, groups), rows=rows, extra={"labels": labels})
+                  degeneration=_degeneration(flags, groups), rows=rows, extra={"labels": labels}, header=dict(TURN_HEADER))
 
 
 # ----------------------------------------------------------------------------- turn end
@@ -278,7 +310,7 @@ def score_turn_end(samples: Iterable[Sample], *, threshold: float = 0.5,
 
     return Scores(task="turn_end", overall=metrics(range(len(samples))),
                   breakdowns={key: {v: metrics(idx) for v, idx in by.items()} for key, by in groups.items()},
-                  degeneration={}, rows=rows,
+                  degeneration={}, rows=rows, header=dict(TURN_END_HEADER),
                   extra={"sweep": tm.threshold_sweep(y, p, thresholds), "distribution": tm.probability_distribution(y, p)})
 
 

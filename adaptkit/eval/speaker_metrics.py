@@ -9,36 +9,38 @@
   alignment), map hypothesis speakers to reference speakers one to one so that most aligned tokens
   agree (Hungarian), WDER = aligned tokens (correct or substituted) whose speaker is wrong / aligned.
 - Speaker count error: speakers with at least one token, hypothesis minus reference.
-- DER: pyannote's `DiarizationErrorRate`, from RTTM files, or from a tagged transcript that borrows
-  its times from the reference units (see `der_from_tagged`).
-
-pyannote's `collar` is the total width removed around each reference boundary: 0.5 here equals
-md-eval's `-c 0.25`.
+- DER: `adaptkit.eval.der` (same-speaker segments merged; md-eval's speaker mapping by default),
+  from RTTM files, or from a tagged transcript that borrows its times from the reference units
+  (see `der_from_tagged`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Iterable, Literal, Mapping, Sequence
 
 import jiwer
 import numpy as np
 from meeteval.wer import cp_word_error_rate
 from pyannote.core import Annotation, Segment, Timeline
-from pyannote.metrics.diarization import DiarizationErrorRate
 from scipy.optimize import linear_sum_assignment
 
 from adaptkit.errors import AdaptkitError
-from adaptkit.eval.text import Unit, tokens, unit_for
+from adaptkit.eval.der import DerCounts, DerMode, der, der_from_rttm  # noqa: F401 (re-exported)
+from adaptkit.eval.rttm import load_rttm  # noqa: F401 (re-exported)
+from adaptkit.eval.text import DEFAULT_NORMALIZATION, Normalization, Unit, tokens, unit_for
 
 SPEAKER_TAG = r"<\|spk_(\d+)\|>"
 """The default speaker tag: `<|spk_0|>`, `<|spk_1|>`, ...; the speaker id is the number."""
 
 UNKNOWN_SPEAKER = "?"
-"""The speaker of text before the first tag. It is a label like any other (it can be paired)."""
+"""The speaker of text before the first tag. In a hypothesis scored against a tagged reference it
+is an error, never a speaker: its tokens are cpWER insertions, WDER-wrong, no speaker in the count
+and no time in borrowed-time DER (a missing first tag costs what it should). In an untagged
+reference it is the one speaker, and untagged hypothesis text can match it."""
 
 
 @dataclass(frozen=True)
@@ -47,15 +49,17 @@ class SpeakerMetricsConfig:
 
     tag_pattern: str = SPEAKER_TAG
     """Regex of a speaker tag; its first group is the speaker id (the whole tag when it has no group)."""
-    normalize: bool = True
-    """Score normalised text on both sides: NFKC, lower case, punctuation removed (`text.normalize`)."""
+    normalization: Normalization = DEFAULT_NORMALIZATION
+    """How both sides are normalised before scoring, by name (`text.NORMALIZATIONS`)."""
     unit: Literal["auto", "word", "char"] = "auto"
     """Token of every metric: `auto` takes characters for unspaced languages (ja, zh, th, ...), else words."""
     collar: float = 0.0
-    """DER collar in seconds, pyannote's meaning: the total width around each reference boundary
-    (0.5 here is md-eval's `-c 0.25`)."""
+    """DER collar in seconds on each side of every reference boundary (md-eval's `-c`)."""
     skip_overlap: bool = False
     """DER: leave regions where reference speakers overlap out of the evaluation."""
+    der_mode: DerMode = "md-eval"
+    """DER's speaker mapping: `md-eval` (chosen on the whole region) or `pyannote` (on the scored
+    region); see `adaptkit.eval.der`."""
 
 
 DEFAULT = SpeakerMetricsConfig()
@@ -142,23 +146,12 @@ class SpeakerCount(_Summable):
                 "absolute": self.absolute, "signed": self.signed}
 
 
-@dataclass(frozen=True)
-class DerCounts(_Summable):
-    """pyannote's DER components in seconds; sum with `+`."""
-
-    missed: float = 0.0
-    false_alarm: float = 0.0
-    confusion: float = 0.0
-    total: float = 0.0
-    """Scored reference speech (after collar and skip_overlap)."""
-
-    @property
-    def rate(self) -> float | None:
-        """(missed + false alarm + confusion) / total; None when nothing was scored."""
-        return (self.missed + self.false_alarm + self.confusion) / self.total if self.total else None
-
-
 # ----------------------------------------------------------------------------- parsing
+
+
+@functools.lru_cache(maxsize=16)
+def _compiled(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
 
 
 def parse_tagged(text: str, tag_pattern: str = SPEAKER_TAG) -> list[tuple[str, str]]:
@@ -167,7 +160,7 @@ def parse_tagged(text: str, tag_pattern: str = SPEAKER_TAG) -> list[tuple[str, s
     A tag followed by nothing gives an empty segment (the speaker then has no tokens); blank text
     before the first tag gives no segment.
     """
-    pattern = re.compile(tag_pattern)
+    pattern = _compiled(tag_pattern)
     matches = list(pattern.finditer(text))
     head = text[: matches[0].start()] if matches else text
     segments = [(UNKNOWN_SPEAKER, head.strip())] if head.strip() else []
@@ -180,7 +173,28 @@ def parse_tagged(text: str, tag_pattern: str = SPEAKER_TAG) -> list[tuple[str, s
 def tagged_tokens(text: str, unit: Unit, config: SpeakerMetricsConfig = DEFAULT) -> list[tuple[str, str]]:
     """(speaker, token) for every token of a tagged transcript, in order."""
     return [(spk, tok) for spk, seg in parse_tagged(text, config.tag_pattern)
-            for tok in tokens(seg, unit, normalized=config.normalize)]
+            for tok in tokens(seg, unit, normalized=config.normalization)]
+
+
+def speaker_streams(text: str, unit: Unit, config: SpeakerMetricsConfig = DEFAULT) -> dict[str, list[str]]:
+    """speaker -> its tokens concatenated: `by_speaker(tagged_tokens(...))` without a pair per token."""
+    out: dict[str, list[str]] = {}
+    for spk, seg in parse_tagged(text, config.tag_pattern):
+        toks = tokens(seg, unit, normalized=config.normalization)
+        if toks:
+            out.setdefault(spk, []).extend(toks)
+    return out
+
+
+def split_untagged(ref: Sequence[tuple[str, str]],
+                   hyp: Sequence[tuple[str, str]]) -> tuple[list[tuple[str, str]], int]:
+    """The hypothesis tokens that have a speaker, and how many stand before its first tag.
+
+    Nothing is split off when the reference has untagged text itself (`UNKNOWN_SPEAKER`)."""
+    if any(spk == UNKNOWN_SPEAKER for spk, _ in ref):
+        return list(hyp), 0
+    tagged = [p for p in hyp if p[0] != UNKNOWN_SPEAKER]
+    return tagged, len(hyp) - len(tagged)
 
 
 def by_speaker(pairs: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
@@ -198,15 +212,23 @@ MEETEVAL_MAX_SPEAKERS = 20
 """meeteval refuses inputs with more speakers than this (a looping output can emit dozens of tags)."""
 
 
-def _cp(ref: Mapping[str, list[str]], hyp: Mapping[str, list[str]]) -> CpError:
+def _cp(ref: Mapping[str, list[str]], hyp: Mapping[str, list[str]], untagged: int = 0) -> CpError:
+    """meeteval's cpWER of speaker -> tokens, plus `untagged` insertions (hypothesis text before its first tag).
+
+    Each speaker goes to meeteval as one string of its tokens joined by spaces (tokens hold no
+    whitespace), which meeteval splits back into the same tokens: the counts are those of a list of
+    tokens, at a fraction of the cost of one segment per token."""
     if not ref and not hyp:
-        return CpError()
-    if max(len(ref), len(hyp)) > MEETEVAL_MAX_SPEAKERS:
-        return _cp_hungarian(ref, hyp)
-    er = cp_word_error_rate(dict(ref), dict(hyp), reference_sort=False, hypothesis_sort=False)
-    return CpError(errors=er.errors, length=er.length, substitutions=er.substitutions,
-                   deletions=er.deletions, insertions=er.insertions, missed_speakers=er.missed_speaker,
-                   false_alarm_speakers=er.falarm_speaker, assignment=tuple(er.assignment or ()))
+        cp = CpError()
+    elif max(len(ref), len(hyp)) > MEETEVAL_MAX_SPEAKERS:
+        cp = _cp_hungarian(ref, hyp)
+    else:
+        er = cp_word_error_rate({k: " ".join(v) for k, v in ref.items()}, {k: " ".join(v) for k, v in hyp.items()},
+                                reference_sort=False, hypothesis_sort=False)
+        cp = CpError(errors=er.errors, length=er.length, substitutions=er.substitutions,
+                     deletions=er.deletions, insertions=er.insertions, missed_speakers=er.missed_speaker,
+                     false_alarm_speakers=er.falarm_speaker, assignment=tuple(er.assignment or ()))
+    return dataclasses.replace(cp, errors=cp.errors + untagged, insertions=cp.insertions + untagged) if untagged else cp
 
 
 def _cp_hungarian(ref: Mapping[str, list[str]], hyp: Mapping[str, list[str]]) -> CpError:
@@ -227,10 +249,13 @@ def _cp_hungarian(ref: Mapping[str, list[str]], hyp: Mapping[str, list[str]]) ->
 
 def cp_error(reference: str, hypothesis: str, language: str | None = None,
              config: SpeakerMetricsConfig = DEFAULT) -> CpError:
-    """cpWER, or cpCER for unspaced languages (`config.unit` overrides), through meeteval."""
+    """cpWER, or cpCER for unspaced languages (`config.unit` overrides), through meeteval.
+
+    Hypothesis text before the first tag is inserted text (`UNKNOWN_SPEAKER`)."""
     unit = unit_for(language, config.unit)
-    return _cp(by_speaker(tagged_tokens(reference, unit, config)),
-               by_speaker(tagged_tokens(hypothesis, unit, config)))
+    ref, hyp = speaker_streams(reference, unit, config), speaker_streams(hypothesis, unit, config)
+    untagged = len(hyp.pop(UNKNOWN_SPEAKER, [])) if UNKNOWN_SPEAKER not in ref else 0  # as split_untagged
+    return _cp(ref, hyp, untagged)
 
 
 def cpwer(reference: str, hypothesis: str, config: SpeakerMetricsConfig = DEFAULT) -> CpError:
@@ -266,15 +291,18 @@ def error_rate(reference: str, hypothesis: str, language: str | None = None,
 
 def _wder(ref: Sequence[tuple[str, str]], hyp: Sequence[tuple[str, str]],
           pairs: Sequence[tuple[int, int]]) -> Wder:
+    """WDER counts; hypothesis tokens before the first tag are never mapped (always wrong)."""
     if not pairs:
         return Wder()
+    unmapped = {UNKNOWN_SPEAKER} if split_untagged(ref, hyp)[1] else set()
     ref_spk = sorted({ref[i][0] for i, _ in pairs})
-    hyp_spk = sorted({hyp[j][0] for _, j in pairs})
+    hyp_spk = sorted({hyp[j][0] for _, j in pairs} - unmapped)
     counts = np.zeros((len(hyp_spk), len(ref_spk)), dtype=np.int64)
     r_idx = {s: k for k, s in enumerate(ref_spk)}
     h_idx = {s: k for k, s in enumerate(hyp_spk)}
     for i, j in pairs:
-        counts[h_idx[hyp[j][0]], r_idx[ref[i][0]]] += 1
+        if hyp[j][0] in h_idx:
+            counts[h_idx[hyp[j][0]], r_idx[ref[i][0]]] += 1
     rows, cols = linear_sum_assignment(counts, maximize=True)
     right = int(counts[rows, cols].sum())
     return Wder(wrong=len(pairs) - right, aligned=len(pairs),
@@ -287,7 +315,8 @@ def wder(reference: str, hypothesis: str, language: str | None = None,
 
     Tokens are aligned speaker-agnostically by jiwer (ties broken as its alignment does); the
     hypothesis -> reference speaker mapping is one to one and maximises agreeing aligned tokens, so
-    tokens of an extra hypothesis speaker left unmapped count as wrong.
+    tokens of an extra hypothesis speaker left unmapped count as wrong, and so do tokens before the
+    hypothesis's first tag.
     """
     unit = unit_for(language, config.unit)
     ref = tagged_tokens(reference, unit, config)
@@ -297,65 +326,15 @@ def wder(reference: str, hypothesis: str, language: str | None = None,
 
 def speaker_count(reference: str, hypothesis: str, language: str | None = None,
                   config: SpeakerMetricsConfig = DEFAULT) -> SpeakerCount:
-    """Speakers with at least one token in each transcript, and the absolute difference."""
+    """Speakers with at least one token in each transcript, and the absolute difference (text before
+    the hypothesis's first tag is no speaker)."""
     unit = unit_for(language, config.unit)
-    r = len(by_speaker(tagged_tokens(reference, unit, config)))
-    h = len(by_speaker(tagged_tokens(hypothesis, unit, config)))
+    ref = tagged_tokens(reference, unit, config)
+    r, h = len(by_speaker(ref)), len(by_speaker(split_untagged(ref, tagged_tokens(hypothesis, unit, config))[0]))
     return SpeakerCount(reference=r, hypothesis=h, absolute=abs(h - r))
 
 
 # ----------------------------------------------------------------------------- DER
-
-
-def der(reference: Annotation, hypothesis: Annotation, collar: float = 0.0, skip_overlap: bool = False,
-        uem: Timeline | None = None) -> DerCounts:
-    """pyannote's DER components for one pair of annotations.
-
-    Without `uem`, the union of both extents is scored (pyannote's own default, without its warning).
-    `collar` is the total width around each reference boundary (pyannote 0.5 == md-eval 0.25).
-    """
-    if uem is None:
-        extent = reference.get_timeline().extent() | hypothesis.get_timeline().extent()
-        uem = Timeline(segments=[extent] if extent else [], uri=reference.uri)
-    d = DiarizationErrorRate(collar=collar, skip_overlap=skip_overlap)(
-        reference, hypothesis, uem=uem, detailed=True)
-    return DerCounts(missed=float(d["missed detection"]), false_alarm=float(d["false alarm"]),
-                     confusion=float(d["confusion"]), total=float(d["total"]))
-
-
-def load_rttm(path: str | Path) -> dict[str, Annotation]:
-    """uri -> Annotation of the SPEAKER lines of an RTTM file (type, uri, channel, start, duration, ..., name)."""
-    path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as e:
-        raise AdaptkitError(f"{path}: cannot read RTTM ({e.strerror or e})") from None
-    out: dict[str, Annotation] = {}
-    for n, line in enumerate(lines, 1):
-        f = line.split()
-        if not f or f[0].startswith(";") or f[0] != "SPEAKER":
-            continue
-        try:
-            uri, start, dur, name = f[1], float(f[3]), float(f[4]), f[7]
-        except (IndexError, ValueError):
-            raise AdaptkitError(f"{path}:{n}: not an RTTM SPEAKER line: {line.strip()!r}") from None
-        ann = out.setdefault(uri, Annotation(uri=uri))
-        ann[Segment(start, start + dur), n] = name
-    return out
-
-
-def der_from_rttm(reference: str | Path | Mapping[str, Annotation], hypothesis: str | Path | Mapping[str, Annotation],
-                  collar: float = 0.0, skip_overlap: bool = False) -> DerCounts:
-    """DER summed over every file (uri) of two RTTM files (or uri -> Annotation mappings).
-
-    A uri missing on one side counts as an empty annotation there.
-    """
-    ref = load_rttm(reference) if isinstance(reference, (str, Path)) else reference
-    hyp = load_rttm(hypothesis) if isinstance(hypothesis, (str, Path)) else hypothesis
-    total = DerCounts()
-    for uri in list(ref) + [u for u in hyp if u not in ref]:
-        total += der(ref.get(uri, Annotation(uri=uri)), hyp.get(uri, Annotation(uri=uri)), collar, skip_overlap)
-    return total
 
 
 @dataclass(frozen=True)
@@ -368,7 +347,8 @@ class TimedToken:
     end: float
 
 
-def timed_tokens(units: Iterable[Mapping[str, Any]], unit: Unit, normalized: bool = True) -> list[TimedToken]:
+def timed_tokens(units: Iterable[Mapping[str, Any]], unit: Unit,
+                 normalized: bool | Normalization = True) -> list[TimedToken]:
     """Reference tokens in transcript order, each unit's time spread evenly over its tokens.
 
     `units` are the synth JSON's units (`speaker`, `start`, `end`, `text`), in transcript order.
@@ -396,17 +376,20 @@ def borrowed_time_annotation(units: Sequence[Mapping[str, Any]], hypothesis: str
     """The tagged hypothesis as an Annotation with times borrowed from the reference alignment.
 
     Each hypothesis token aligned (correct or substituted) to a reference token takes that token's
-    span and keeps its hypothesis speaker; inserted tokens get no time. Consecutive same-speaker
+    span and keeps its hypothesis speaker; inserted tokens, and tokens before the first tag (no
+    speaker: their reference time is missed), get no time. Consecutive same-speaker
     tokens whose spans touch or overlap merge into one segment (a pause or a deleted token between
     them starts a new one).
     """
     unit = unit_for(language, config.unit)
-    ref = timed_tokens(units, unit, config.normalize)
+    ref = timed_tokens(units, unit, config.normalization)
     hyp = tagged_tokens(hypothesis, unit, config)
     _, pairs = _align([t.token for t in ref], [t for _, t in hyp])
     segments: list[list[Any]] = []
     for i, j in pairs:
         spk, start, end = hyp[j][0], ref[i].start, ref[i].end
+        if spk == UNKNOWN_SPEAKER:
+            continue
         if segments and segments[-1][0] == spk and start <= segments[-1][2] + 1e-9:
             segments[-1][2] = max(segments[-1][2], end)
         else:
@@ -425,7 +408,7 @@ def der_from_tagged(units: Sequence[Mapping[str, Any]], hypothesis: str, languag
     The reference is the units themselves; the scored region is their extent. Since every hypothesis
     span is a reference token's span, there is no false alarm; missed speech is the time of deleted
     (and empty-text) reference tokens, confusion the time of aligned tokens with the wrong speaker
-    under pyannote's duration-optimal mapping. The result is therefore close to a duration-weighted
+    under the duration-optimal mapping of `config.der_mode`. The result is therefore close to a duration-weighted
     WDER plus the deletion share of the speech.
     """
     if not units:
@@ -433,7 +416,7 @@ def der_from_tagged(units: Sequence[Mapping[str, Any]], hypothesis: str, languag
     ref = reference_annotation(units)
     hyp = borrowed_time_annotation(units, hypothesis, language, config)
     uem = Timeline([Segment(min(float(u["start"]) for u in units), max(float(u["end"]) for u in units))], uri="ref")
-    return der(ref, hyp, config.collar, config.skip_overlap, uem=uem)
+    return der(ref, hyp, config.collar, config.skip_overlap, uem=uem, mode=config.der_mode)
 
 
 # ----------------------------------------------------------------------------- one pair, every metric
@@ -461,11 +444,12 @@ def score_pair(reference: str, hypothesis: str, language: str | None = None,
     unit = unit_for(language, config.unit)
     ref = tagged_tokens(reference, unit, config)
     hyp = tagged_tokens(hypothesis, unit, config)
-    ref_spk, hyp_spk = by_speaker(ref), by_speaker(hyp)
+    tagged, untagged = split_untagged(ref, hyp)
+    ref_spk, hyp_spk = by_speaker(ref), by_speaker(tagged)
     counts, pairs = _align([t for _, t in ref], [t for _, t in hyp])
     return PairScores(
         unit=unit,
-        cp=_cp(ref_spk, hyp_spk),
+        cp=_cp(ref_spk, hyp_spk, untagged),
         agnostic=counts,
         wder=_wder(ref, hyp, pairs),
         speakers=SpeakerCount(len(ref_spk), len(hyp_spk), abs(len(hyp_spk) - len(ref_spk))),

@@ -2,6 +2,16 @@
 
 Every metric in `adaptkit.eval` tokenises through `tokens`, so words and characters mean the
 same thing for cpWER, WER, WDER, DER with borrowed times and the degeneration checks.
+
+Normalisation is a named choice (`NORMALIZATIONS`), applied to both sides and stated in every
+report header:
+
+- `nfkc_lower_punct` (the default): Unicode NFKC (full-width letters and digits become ASCII), lower
+  case, apostrophes dropped ("don't" -> "dont"), then every punctuation character (Unicode category
+  P*) turned into a space. So "3.5" -> "3 5", "U.S." -> "u s", "e-mail" -> "e mail", "50%" -> "50"
+  (`%` is punctuation, Po); symbols (S*: `$`, `¥`, `+`) and marks (Thai vowel signs) stay.
+- `none`: the text as it is, split on whitespace (or into characters): what meeteval and jiwer
+  score when given raw text. Tags and case differences then count as errors.
 """
 
 from __future__ import annotations
@@ -9,6 +19,8 @@ from __future__ import annotations
 import re
 import unicodedata
 from typing import Literal
+
+from adaptkit.errors import AdaptkitError
 
 Unit = Literal["word", "char"]
 """The token of a metric: whitespace-separated words, or characters with spaces removed."""
@@ -24,8 +36,9 @@ _LANGUAGE_NAMES = {
     "lao": "lo", "khmer": "km", "burmese": "my", "tibetan": "bo",
 }
 
-CONTROL_TOKEN = re.compile(r"<\|[^<>|\s]{1,64}\|>|<[A-Z][A-Z0-9_]{0,63}>")
-"""Anything shaped like a control token: `<|...|>` (`<|spk_0|>`, `<|im_start|>`) or `<UPPER_CASE>`."""
+CONTROL_TOKEN = re.compile(r"<\|[^<>|\s]{1,64}\|>|</?[A-Za-z_][A-Za-z0-9_]{0,63}>")
+"""Anything shaped like a control token: `<|...|>` (`<|spk_0|>`, `<|im_start|>`) or a tag of one
+word (`<COMPLETE>`, `<think>`, `</think>`, `</s>`, `<asr_text>`)."""
 
 _APOSTROPHES = re.compile(r"['\u2019]")
 
@@ -50,21 +63,56 @@ def unit_for(language: str | None, unit: Unit | Literal["auto"] | None = None) -
     return "char" if is_unspaced(language) else "word"
 
 
-def normalize(text: str) -> str:
-    """NFKC, lower case, apostrophes dropped, other punctuation turned into spaces.
+Normalization = Literal["nfkc_lower_punct", "none"]
+"""The name of a text normalisation (see the module docstring)."""
 
-    Marks and symbols stay (Thai vowel signs, `%`, `¥`); full-width digits and letters become ASCII.
-    """
-    text = _APOSTROPHES.sub("", unicodedata.normalize("NFKC", text).lower())
-    return "".join(" " if unicodedata.category(c).startswith("P") else c for c in text)
+NORMALIZATIONS: dict[str, str] = {
+    "nfkc_lower_punct": "NFKC, lower case, apostrophes dropped, punctuation (Unicode P*, % included) "
+                        "made a space (3.5 -> 3 5)",
+    "none": "text as it is, split on whitespace (what meeteval scores)",
+}
+"""Every normalisation by name, with the one-line description that reports print."""
+
+DEFAULT_NORMALIZATION: Normalization = "nfkc_lower_punct"
 
 
-def tokens(text: str, unit: Unit, *, normalized: bool = True) -> list[str]:
+class _PunctuationToSpace(dict):
+    """A `str.translate` table filled as characters appear: punctuation (Unicode P*) to a space,
+    anything else to itself (a full table of 1.1 M code points takes a second to build)."""
+
+    def __missing__(self, code: int) -> str:
+        char = chr(code)
+        self[code] = value = " " if unicodedata.category(char).startswith("P") else char
+        return value
+
+
+_PUNCTUATION_TO_SPACE = _PunctuationToSpace()
+
+
+def check_normalization(name: str, key: str = "normalization") -> Normalization:
+    """`name` if it is one of `NORMALIZATIONS`, else a one-line error naming `key`."""
+    if name not in NORMALIZATIONS:
+        raise AdaptkitError(f"{key}: {name!r} is not a normalisation; choose {' or '.join(NORMALIZATIONS)}")
+    return name  # type: ignore[return-value]
+
+
+def normalize(text: str, name: Normalization = DEFAULT_NORMALIZATION) -> str:
+    """`text` under normalisation `name` (module docstring); `none` returns it unchanged."""
+    if check_normalization(name) == "none":
+        return text
+    return _APOSTROPHES.sub("", unicodedata.normalize("NFKC", text).lower()).translate(_PUNCTUATION_TO_SPACE)
+
+
+def tokens(text: str, unit: Unit, *, normalized: bool | Normalization = True) -> list[str]:
     """Split `text` into scoring tokens: words, or non-space characters for `unit="char"`.
 
-    Control tokens (`CONTROL_TOKEN`) stay whole and are never normalised, so a leaked
-    `<|im_start|>` costs one insertion, not two words.
+    `normalized` names the normalisation (True: the default, False: `none`). Control tokens
+    (`CONTROL_TOKEN`) stay whole and are never normalised, so a leaked `<|im_start|>` costs one
+    insertion, not two words.
     """
+    normalized = DEFAULT_NORMALIZATION if normalized is True else "none" if normalized is False else normalized
+    if "<" not in text:  # no control token can be there
+        return _plain_tokens(text, unit, normalized)
     out: list[str] = []
     pos = 0
     for m in CONTROL_TOKEN.finditer(text):
@@ -75,9 +123,8 @@ def tokens(text: str, unit: Unit, *, normalized: bool = True) -> list[str]:
     return out
 
 
-def _plain_tokens(text: str, unit: Unit, normalized: bool) -> list[str]:
-    if normalized:
-        text = normalize(text)
+def _plain_tokens(text: str, unit: Unit, normalized: Normalization) -> list[str]:
+    text = normalize(text, normalized)
     if unit == "char":
         return [c for c in text if not c.isspace()]
     return text.split()

@@ -6,9 +6,14 @@ its decoding code expects.
 
 from __future__ import annotations
 
+import re
+
 from adaptkit.data.manifest import Sample, language_name
 
 REQUIRE: tuple[str, ...] = ()
+
+ANSWER_PREFIX = re.compile(r"^\s*(?:language\s+[^<\n]*)?<asr_text>")
+"""What `answer_prefix` writes (`language Japanese<asr_text>`, or a bare `<asr_text>`), at the start of a text."""
 
 
 def check(sample: Sample) -> None:

@@ -101,16 +101,17 @@ def stream(wave: np.ndarray, gate: Gate, verifier: Verifier | None = None, *, re
     return trace
 
 
-def fires(trace: Trace, points: list[fm.DecisionPoint], threshold: float, kind: str = "verifier") -> list[float | None]:
+def fires(trace: Trace, points: list[fm.DecisionPoint], threshold: float, kind: str = "verifier",
+          mode: fm.Mode = "two-party") -> list[float | None]:
     """For each reference silence, seconds from its start to the first chunk labelled Gap inside it
     (a chunk's decision is known at its end, so the chunks ending within the silence count), None
-    when none is."""
+    when none is. `mode` says whether a score equal to the threshold fires (`frame_metrics.first_fire`)."""
     scores = trace.scores(kind)
     out = []
     for p in points:
         first = int(np.floor(p.start / HOP + 1e-9))  # the first chunk ending after the silence starts
         last = int(np.floor(p.end / HOP + 1e-9))  # chunks first..last-1 end within the silence
-        out.append(fm.first_fire(scores[first:last], threshold, HOP, offset=first * HOP - p.start))
+        out.append(fm.first_fire(scores[first:last], threshold, HOP, offset=first * HOP - p.start, mode=mode))
     return out
 
 
@@ -119,27 +120,45 @@ SWEEPS = {"verifier": tuple(round(x, 2) for x in np.linspace(0.05, 0.95, 19)), "
 DEFAULTS = {"verifier": 0.5, "timeout": 0.5}
 
 
-def score_system(traces: list[Trace], records: list[dict], kind: str = "verifier", threshold: float | None = None) -> dict[str, Any]:
-    """Frame metrics at `threshold`, verifier calls per minute, and the false cut-off trade-off curve."""
+def _silences(traces: list[Trace], records: list[dict], settings: list[float], kind: str,
+              mode: fm.Mode) -> tuple[list[fm.DecisionPoint], dict[float, list[float | None]]]:
+    """Every conversation's decision points under `mode`, and the fire times at each setting."""
+    points_all: list[fm.DecisionPoint] = []
+    fired: dict[float, list[float | None]] = {x: [] for x in settings}
+    for trace, rec in zip(traces, records):
+        points = fm.decision_points(rec["silences"], mode=mode)
+        points_all += points
+        for x in settings:
+            fired[x] += fires(trace, points, x, kind, mode)
+    return points_all, fired
+
+
+def score_system(traces: list[Trace], records: list[dict], kind: str = "verifier", threshold: float | None = None,
+                 timeout: float = fm.EOT_BENCH_TIMEOUT) -> dict[str, Any]:
+    """Frame metrics at `threshold`, verifier calls per minute, and the false cut-off trade-off curve
+    in the two-party mode, with the same trade-off in the eot-bench mode under `eot_bench`
+    (`timeout`: the latency it charges a missed end of turn)."""
     threshold = DEFAULTS[kind] if threshold is None else threshold
     settings = sorted(set(SWEEPS[kind]) | {threshold})
-    ref, hyp, points_all, fired = [], [], [], {x: [] for x in settings}
+    ref, hyp = [], []
     for trace, rec in zip(traces, records):
         labels = rec["frames"]["labels"]
         n = min(len(labels), len(trace.speech))
         ref += labels[:n]
         hyp += trace.labels(threshold, kind)[:n]
-        points = fm.decision_points(rec["silences"])
-        points_all += points
-        for x in settings:
-            fired[x] += fires(trace, points, x, kind)
     minutes = sum(t.seconds for t in traces) / 60
-    tradeoff = fm.curve(points_all, {x: fired[x] for x in SWEEPS[kind]})
-    return {
+    out: dict[str, Any] = {
         "threshold": threshold,
         "frames": fm.frame_scores(ref, hyp),
         "calls_per_minute": 0.0 if kind == "timeout" else fm.calls_per_minute(sum(t.calls for t in traces), 60 * minutes),
-        "at_threshold": fm.tradeoff(points_all, fired[threshold]),
-        "curve": tradeoff,
-        "budgets": fm.at_budgets(tradeoff),
     }
+    for mode in fm.MODES:
+        points, fired = _silences(traces, records, settings, kind, mode)
+        sweep = fm.curve(points, {x: fired[x] for x in SWEEPS[kind]}, mode, timeout)
+        part = {"mode": mode, "at_threshold": fm.tradeoff(points, fired[threshold], mode, timeout),
+                "curve": sweep, "budgets": fm.at_budgets(sweep, mode=mode)}
+        if mode == "two-party":
+            out.update(part)
+        else:
+            out["eot_bench"] = {**part, "timeout": timeout}
+    return out

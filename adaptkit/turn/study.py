@@ -256,7 +256,8 @@ def to_markdown(report: dict) -> str:
              "A frame's label is what the system knows at the frame's end (the first 200 ms of a silence stay Pause until "
              "the turn model answers). A Gap is detected when the system labels it Gap before the next speaker starts; "
              "its latency runs from the start of the silence; a false cut-off is a Pause labelled Gap before the speaker "
-             "goes on.", "",
+             "goes on. This table and the plot use the two-party mode (adaptkit.eval.frame_metrics); the eot-bench mode "
+             "follows below.", "",
              "| system | gate | turn model asked | calls/min | SU F1 | Pause F1 | Gap F1 | macro F1 | mean IoU | false cut-offs | Gap latency (median s) | Gaps detected |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, s in systems.items():
@@ -264,12 +265,26 @@ def to_markdown(report: dict) -> str:
         lines.append(f"| {name} | {s['gate']} | {s['asked']} | {_f(s['calls_per_minute'])} | {_f(pc['SU']['f1'])} | {_f(pc['Pause']['f1'])} | "
                      f"{_f(pc['Gap']['f1'])} | {_f(s['frames']['macro_f1'])} | {_f(s['frames']['mean_iou'])} | {_f(t['false_cutoff_rate'])} | "
                      f"{_f(t['gap_latency_median'])} | {_f(t['gap_detected'])} |")
-    keys = list(next(iter(systems.values()))["budgets"])
-    lines += ["", "## False cut-offs at a latency budget, latency at a false cut-off budget", "",
-              "Over the threshold (or timeout) sweep: the lowest false cut-off rate whose median Gap latency fits the budget, "
-              "and the lowest median latency whose false cut-off rate fits the budget (every silence of 100 ms or more is a decision point).", "",
-              "| system | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
-    for name, s in systems.items():
-        lines.append(f"| {name} | " + " | ".join(_f(s["budgets"][k]) for k in keys) + " |")
-    lines += ["", "![False cut-offs vs latency](plots/tradeoff.png)", ""]
+    lines += _budget_table(systems, "budgets", "two-party mode",
+                           "every Pause or Gap silence of 100 ms or more is a decision point, a system fires when its score is >= the "
+                           "threshold, latency is the median over Gaps and a missed Gap has latency inf (inf: half the Gaps missed)")
+    if all("eot_bench" in s for s in systems.values()):
+        timeout = next(iter(systems.values()))["eot_bench"]["timeout"]
+        lines += _budget_table({n: s["eot_bench"] for n, s in systems.items()}, "budgets", "eot-bench mode",
+                               "LiveKit eot-bench's definitions: every Gap, and the Pauses of 0.2-5 s, are decision points, a system "
+                               f"fires when its score is > the threshold, latency is the mean over Gaps and a missed Gap is charged the "
+                               f"timeout ({timeout:g} s)")
+    lines += ["", "![False cut-offs vs latency (two-party mode)](plots/tradeoff.png)", ""]
     return "\n".join(lines)
+
+
+def _budget_table(systems: dict, key: str, mode: str, definition: str) -> list[str]:
+    """One section: false cut-offs at latency budgets and latency at cut-off budgets, in one mode."""
+    keys = list(next(iter(systems.values()))[key])
+    lines = ["", f"## False cut-offs at a latency budget, latency at a false cut-off budget: {mode}", "",
+             "Over the threshold (or timeout) sweep: the lowest false cut-off rate whose Gap latency fits the budget, "
+             f"and the lowest latency whose false cut-off rate fits the budget; {definition}.", "",
+             "| system | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
+    for name, s in systems.items():
+        lines.append(f"| {name} | " + " | ".join(_f(s[key][k]) for k in keys) + " |")
+    return lines

@@ -37,12 +37,15 @@ def test_eval_writes_json_markdown_plots_and_decoded_outputs(trained):
                                        "--data", str(calls / "test_ood" / "speaker_asr.jsonl"), "--out", str(out)])
     assert result.exit_code == 0, result.output
     markdown = (out / "report.md").read_text().splitlines()
-    assert markdown[0].startswith("# ") and markdown[2].startswith("| subset |") and "cp_error_rate" in markdown[2]
+    assert markdown[0].startswith("# ") and markdown[2].startswith("- normalization: nfkc_lower_punct")
+    assert markdown[3].startswith("- DER: times borrowed from the timed reference units")
+    assert markdown[5].startswith("| subset |") and "cp_error_rate" in markdown[5]
     report = json.loads((out / "report.json").read_text())
     assert {r["subset"] for r in report["headline"]} == {"all", "test_id", "test_ood"}
     assert list((out / "plots").glob("*.png"))
     rows = [json.loads(x) for x in (out / "decoded.jsonl").read_text().splitlines()]
     assert len(rows) == 2 and all(isinstance(r["ended_with_eos"], bool) and r["units"] for r in rows)
+    assert all(set(r["control_tokens"]) <= {t for t in r["control_tokens"] if t in r["raw"]} for r in rows)
     again = CliRunner().invoke(main, ["eval", "--hypotheses", str(out / "decoded.jsonl"), "--out", str(trained / "rescored")])
     assert again.exit_code == 0, again.output
     assert json.loads((trained / "rescored" / "report.json").read_text())["headline"] == report["headline"]

@@ -140,3 +140,42 @@ def test_plot_writes_png(tmp_path):
     data = path.read_bytes()
     assert data.startswith(b"\x89PNG") and len(data) > 1000
     assert [p.name for p in path.parent.iterdir()] == ["tradeoff.png"]  # no temp file left
+
+
+# ----------------------------------------------------------------------------- eot-bench mode
+
+
+def _silence(start, end, label):
+    return {"start": start, "end": end, "label": label, "before": "A", "after": "A" if label == "Pause" else "B"}
+
+
+def test_eot_bench_decision_points_keep_holds_of_0_2_to_5_s():
+    silences = [_silence(0, 0.15, "Pause"), _silence(1, 1.2, "Pause"), _silence(2, 7.1, "Pause"),
+                _silence(8, 8.05, "Gap"), _silence(9, 15.0, "Gap")]
+    assert [(p.start, p.label) for p in fm.decision_points(silences)] == [
+        (0, "Pause"), (1, "Pause"), (2, "Pause"), (9, "Gap")]  # two-party: every silence of 100 ms or more
+    assert [(p.start, p.label) for p in fm.decision_points(silences, mode="eot-bench")] == [
+        (1, "Pause"), (8, "Gap"), (9, "Gap")]  # holds of 0.2-5 s, every end of turn
+    with pytest.raises(AdaptkitError, match="mode: 'eot' is not a turn-taking mode"):
+        fm.decision_points(silences, mode="eot")  # type: ignore[arg-type]
+
+
+def test_eot_bench_fires_above_the_threshold_only():
+    assert fm.first_fire([0.2, 0.5, 0.7], 0.5) == pytest.approx(0.2)
+    assert fm.first_fire([0.2, 0.5, 0.7], 0.5, mode="eot-bench") == pytest.approx(0.3)
+    assert fm.first_fire([0.5], 0.5, mode="eot-bench") is None
+
+
+def test_eot_bench_charges_a_missed_end_of_turn_the_timeout_and_ranks_on_the_mean():
+    points = [fm.DecisionPoint(0.0, 1.0, "Gap")] * 4 + [fm.DecisionPoint(0.0, 1.0, "Pause")] * 2
+    fires = [0.2, 0.4, None, None, 0.5, None]
+    two = fm.tradeoff(points, fires)
+    eot = fm.tradeoff(points, fires, mode="eot-bench", timeout=3.0)
+    assert two["gap_latency_median"] == INF and eot["gap_latency_median"] == pytest.approx(1.7)  # (0.4 + 3) / 2
+    assert eot["gap_latency_mean"] == pytest.approx((0.2 + 0.4 + 3.0 + 3.0) / 4)
+    assert eot["false_cutoff_rate"] == two["false_cutoff_rate"] == 0.5 and eot["missed"] == 2
+    sweep = fm.curve(points, {0.5: fires, 0.9: [None] * 6}, mode="eot-bench", timeout=3.0)
+    b = fm.at_budgets(sweep, latency_budgets=(2.0,), cutoff_budgets=(0.0,))
+    assert b == {"fcr@2s": 0.5, "latency@fcr0": 3.0}  # every Gap missed at 0.9: the timeout, not inf
+    assert fm.at_budgets(fm.curve(points, {0.9: [None] * 6}), latency_budgets=(), cutoff_budgets=(0.0,)) == {
+        "latency@fcr0": INF}  # the two-party mode has no finite median there

@@ -99,9 +99,32 @@ def test_reports_from_scores(tmp_path):
                           (turn_end, {"threshold_sweep.png", "by_language.png"})):
         out = scores.report(meta={"checkpoint": "step-100"}).write(tmp_path / scores.task)
         md = (out / "report.md").read_text().splitlines()
-        assert md[0].startswith("# ") and md[2].startswith("| subset |")
-        assert json.loads((out / "report.json").read_text())["meta"]["checkpoint"] == "step-100"
+        # The header, right under the title: normalisation and DER timing source, then the headline.
+        assert md[0].startswith("# ") and md[2].startswith("- normalization: ") and md[3].startswith("- DER: ")
+        assert md[5].startswith("| subset |")
+        data = json.loads((out / "report.json").read_text())
+        assert data["meta"]["checkpoint"] == "step-100" and set(data["header"]) == {"normalization", "DER"}
         assert {p.name for p in (out / "plots").iterdir()} == plots
+        assert "normalization: " in (out / "report.html").read_text() if (out / "report.html").exists() else True
+
+
+def test_speaker_header_names_normalisation_and_der_source():
+    timed = score_speaker_asr(SAMPLES).header
+    assert timed["normalization"].startswith("nfkc_lower_punct: NFKC, lower case")
+    assert timed["DER"].startswith("times borrowed from the timed reference units")
+    assert "md-eval speaker mapping" in timed["DER"] and "collar 0 s each side" in timed["DER"]
+    config = sm.SpeakerMetricsConfig(normalization="none", der_mode="pyannote", collar=0.25, skip_overlap=True)
+    raw = score_speaker_asr(SAMPLES, config=config).header
+    assert raw["normalization"].startswith("none: ") and "pyannote speaker mapping" in raw["DER"]
+    assert "collar 0.25 s each side, overlap skipped" in raw["DER"]
+    untimed = score_speaker_asr([{k: v for k, v in x.items() if k != "units"} for x in SAMPLES]).header
+    assert untimed["DER"].startswith("not computed: no timed reference units")
+
+
+def test_known_tokens_are_leaks_whatever_their_shape():
+    sample = {"id": "k", "language": "en", "reference": "<|spk_0|> hello", "hypothesis": "<|spk_0|> hello [PAD]"}
+    assert score_speaker_asr([sample]).rows[0]["flags"] == []
+    assert score_speaker_asr([sample], known_tokens=["[PAD]"]).rows[0]["flags"] == ["leaked_token"]
 
 
 @pytest.mark.parametrize("call, samples, message", [
@@ -126,6 +149,8 @@ def test_bad_input_is_one_line_error(call, samples, message):
 
 def test_benchmark_script_runs(monkeypatch, capsys):
     script = Path(__file__).resolve().parents[2] / "benchmarks" / "score_speed.py"
-    monkeypatch.setattr(sys, "argv", [str(script), "--n", "40"])
+    monkeypatch.setattr(sys, "argv", [str(script), "--n", "40", "--repeats", "1"])
     runpy.run_path(str(script), run_name="__main__")
-    assert "scored 40 utterances" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "cpWER on 40 utterances" in out and "adaptkit / meeteval = " in out and "same errors: True" in out
+    assert "full scoring of 40 utterances" in out

@@ -1,22 +1,19 @@
-"""cpWER/cpCER against meeteval, WDER on hand-worked examples, DER against pyannote."""
+"""cpWER/cpCER against meeteval, WDER on hand-worked examples, DER with borrowed times (RTTM DER: test_der.py)."""
 
 from __future__ import annotations
 
 import itertools
 import random
-import warnings
 
 import pytest
 from meeteval.wer import cp_word_error_rate
-from pyannote.core import Annotation, Segment
-from pyannote.metrics.diarization import DiarizationErrorRate
 
 from adaptkit.errors import AdaptkitError
 from adaptkit.eval import speaker_metrics as sm
 from adaptkit.eval.text import is_unspaced, language_code, normalize, tokens
 
-RAW_WORDS = sm.SpeakerMetricsConfig(normalize=False, unit="word")
-RAW_CHARS = sm.SpeakerMetricsConfig(normalize=False, unit="char")
+RAW_WORDS = sm.SpeakerMetricsConfig(normalization="none", unit="word")
+RAW_CHARS = sm.SpeakerMetricsConfig(normalization="none", unit="char")
 
 
 # ----------------------------------------------------------------------------- parsing and text
@@ -117,17 +114,20 @@ def test_cp_error_equals_meeteval_on_generated_cases(unit):
         ref, hyp = _random_case(rng, alphabet)
         ref_text, hyp_text = _render(ref, rng, sep), _render(hyp, rng, sep)
         ours = sm.cp_error(ref_text, hyp_text, "ja" if unit == "char" else "en", config)
+        untagged = hyp.pop("?", [])  # hypothesis text before its first tag: inserted, never a speaker
         theirs = cp_word_error_rate({k: " ".join(v) for k, v in ref.items()}, {k: " ".join(v) for k, v in hyp.items()},
                                     reference_sort=False, hypothesis_sort=False)  # no times: nothing to sort
-        assert (ours.errors, ours.length) == (theirs.errors, theirs.length), (case, ref_text, hyp_text)
-        assert ours.rate == theirs.error_rate or (ours.rate is None and theirs.length == 0)
-        assert ours.errors == _brute_force_cp(ref, hyp)
+        assert (ours.errors, ours.length) == (theirs.errors + len(untagged), theirs.length), (case, ref_text, hyp_text)
+        assert ours.insertions >= len(untagged)
+        assert ours.rate == (theirs.errors + len(untagged)) / theirs.length if theirs.length else ours.rate is None
+        assert ours.errors == _brute_force_cp(ref, hyp) + len(untagged)
         # The fallback used above meeteval's 20-speaker limit agrees too.
-        unit_tokens = lambda d: {k: v for k, v in sm.by_speaker(sm.tagged_tokens(d, unit, config)).items()}  # noqa: E731
+        unit_tokens = lambda d: {k: v for k, v in sm.by_speaker(sm.tagged_tokens(d, unit, config)).items()  # noqa: E731
+                                 if k != "?"}
         assert sm._cp_hungarian(unit_tokens(ref_text), unit_tokens(hyp_text)).errors == theirs.errors
         # S/D/I may split differently between equally good pairings or alignments, but must add up.
         assert ours.substitutions + ours.deletions + ours.insertions == ours.errors
-        hyp_total = sum(len(v) for v in hyp.values())
+        hyp_total = sum(len(v) for v in hyp.values()) + len(untagged)
         assert ours.insertions - ours.deletions == hyp_total - ours.length
         nonempty = lambda d: sum(1 for v in d.values() if v)  # noqa: E731
         unequal += nonempty(ref) != nonempty(hyp)
@@ -191,8 +191,12 @@ def test_speaker_agnostic_error_rate_and_speaker_count():
     ("<|spk_0|> a b <|spk_1|> c", "<|spk_0|> a <|spk_1|> z c", "en", 1, 3),
     # Deletions and insertions do not count: d deleted, nothing else wrong.
     ("<|spk_0|> a b c <|spk_1|> d", "<|spk_0|> a b c", "en", 0, 3),
-    # Untagged output: '?' maps to one speaker; the other speaker's 2 words are wrong -> 2/4.
-    ("<|spk_0|> a b <|spk_1|> c d", "a b c d", "en", 2, 4),
+    # Untagged output is no speaker: all 4 aligned words are wrong.
+    ("<|spk_0|> a b <|spk_1|> c d", "a b c d", "en", 4, 4),
+    # A missing first tag: "a b" has no speaker (wrong), "c d" is right -> 2/4.
+    ("<|spk_0|> a b <|spk_1|> c d", "a b <|spk_1|> c d", "en", 2, 4),
+    # An untagged reference is one speaker, which untagged output matches.
+    ("a b c d", "a b c d", "en", 0, 4),
     # Characters: はいいいえ on both sides; hyp gives the third い to spk_0: counts (0,0)=2, (0,1)=1, (1,1)=2.
     ("<|spk_0|> はい <|spk_1|> いいえ", "<|spk_0|> はいい <|spk_1|> いえ", "ja", 1, 5),
 ])
@@ -217,60 +221,7 @@ def test_score_pair_shares_everything():
     assert total.errors == 2 * p.cp.errors and total.rate == p.cp.rate
 
 
-# ----------------------------------------------------------------------------- DER == pyannote
-
-
-def _random_diarization(rng: random.Random, speakers: list[str], duration: float = 30.0):
-    segs, t = [], 0.0
-    while t < duration:
-        start = round(t + rng.uniform(0, 1.5), 3)
-        dur = round(rng.uniform(0.3, 4.0), 3)
-        segs.append((start, dur, rng.choice(speakers)))
-        t = start + dur - (rng.uniform(0, 0.8) if rng.random() < 0.2 else 0)  # some overlap
-    return segs
-
-
-def _write_rttm(path, files: dict[str, list[tuple[float, float, str]]]) -> None:
-    lines = [f"SPEAKER {uri} 1 {s:.3f} {d:.3f} <NA> <NA> {spk} <NA> <NA>"
-             for uri, segs in files.items() for s, d, spk in segs]
-    path.write_text(";; generated\n" + "\n".join(lines) + "\n")
-
-
-def _annotation(uri: str, segs) -> Annotation:
-    ann = Annotation(uri=uri)
-    for k, (s, d, spk) in enumerate(segs):
-        ann[Segment(s, s + d), k] = spk
-    return ann
-
-
-@pytest.mark.parametrize("collar, skip_overlap", [(0.0, False), (0.25, False), (0.5, True), (0.0, True)])
-def test_der_from_rttm_equals_pyannote(tmp_path, collar, skip_overlap):
-    rng = random.Random(int(collar * 100) + skip_overlap)
-    ref = {f"call{k}": _random_diarization(rng, ["spk_0", "spk_1"]) for k in range(6)}
-    hyp = {uri: _random_diarization(rng, ["A", "B", "C"][: rng.randint(1, 3)]) for uri in ref}
-    _write_rttm(tmp_path / "ref.rttm", ref)
-    _write_rttm(tmp_path / "hyp.rttm", hyp)
-    ours = sm.der_from_rttm(tmp_path / "ref.rttm", tmp_path / "hyp.rttm", collar=collar, skip_overlap=skip_overlap)
-    metric = DiarizationErrorRate(collar=collar, skip_overlap=skip_overlap)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # pyannote warns that it approximates the uem; so do we
-        for uri in ref:
-            metric(_annotation(uri, ref[uri]), _annotation(uri, hyp[uri]))
-    assert ours.rate == pytest.approx(abs(metric), abs=1e-9)
-    assert ours.missed == pytest.approx(metric["missed detection"], abs=1e-9)
-    assert ours.false_alarm == pytest.approx(metric["false alarm"], abs=1e-9)
-    assert ours.confusion == pytest.approx(metric["confusion"], abs=1e-9)
-    assert ours.total == pytest.approx(metric["total"], abs=1e-9)
-    assert 0 < ours.rate
-
-
-def test_load_rttm_errors(tmp_path):
-    bad = tmp_path / "bad.rttm"
-    bad.write_text("SPEAKER call1 1 0.0 oops <NA> <NA> spk_0\n")
-    with pytest.raises(AdaptkitError, match=r"bad.rttm:1"):
-        sm.load_rttm(bad)
-    with pytest.raises(AdaptkitError, match="cannot read"):
-        sm.load_rttm(tmp_path / "missing.rttm")
+# ----------------------------------------------------------------------------- DER with borrowed times
 
 
 UNITS = [
@@ -303,8 +254,33 @@ def test_der_from_tagged_characters_and_collar():
     ann = sm.borrowed_time_annotation(units, "<|spk_0|> はい<|spk_1|> そうええ", "ja")
     assert [(round(s.start, 3), round(s.end, 3), label) for s, _, label in ann.itertracks(yield_label=True)] == [
         (0.0, 0.5, "0"), (0.5, 1.5, "1")]
-    # A collar of 0.5 (0.25 each side) removes every boundary's neighbourhood from scoring.
+    # A collar of 0.25 each side removes every boundary's neighbourhood from scoring:
+    # 0-0.25, 0.75-1.25 (the speaker change at 1.0) and 1.25-1.5 go, 0.25-0.75 s stays.
     loose = sm.der_from_tagged(units, "<|spk_0|> はい<|spk_1|> そうええ", "ja",
-                               sm.SpeakerMetricsConfig(collar=0.5))
-    assert loose.total < 1.5
+                               sm.SpeakerMetricsConfig(collar=0.25))
+    assert loose.total == pytest.approx(0.5)
     assert sm.der_from_tagged([], "<|spk_0|> a").rate is None
+
+
+def test_text_before_the_first_tag_is_an_error_not_a_speaker():
+    ref, hyp = "<|spk_0|> a b <|spk_1|> c d", "a b <|spk_1|> c d"
+    e = sm.cp_error(ref, hyp, "en")
+    assert (e.errors, e.insertions, e.deletions, e.length) == (4, 2, 2, 4)  # "?" would have paired with spk_0: 0
+    assert (sm.speaker_count(ref, hyp).hypothesis, sm.wder(ref, hyp).wrong) == (1, 2)
+    p = sm.score_pair(ref, hyp, "en", UNITS)
+    assert (p.cp.errors, p.speakers.hypothesis, p.wder.wrong) == (4, 1, 2)
+    units = [{"speaker": "spk_0", "start": 0.0, "end": 1.0, "text": "a b"},
+             {"speaker": "spk_1", "start": 1.0, "end": 2.0, "text": "c d"}]
+    d = sm.der_from_tagged(units, hyp, "en")
+    assert (d.missed, d.confusion, d.total) == pytest.approx((1.0, 0.0, 2.0))  # "a b" has no speaker: missed
+    assert sm.cp_error("a b", "a b", "en").errors == 0  # an untagged reference is one speaker
+
+
+def test_normalisation_is_named():
+    ref, hyp = "<|spk_0|> It's 3.5%", "<|spk_0|> its 3 5"
+    assert sm.cp_error(ref, hyp, "en").errors == 0
+    raw = sm.SpeakerMetricsConfig(normalization="none")
+    assert sm.cp_error(ref, hyp, "en", raw).errors == 3  # It's/its, 3.5%/3, and 5 inserted
+    assert normalize("U.S. e-mail 50%") == "u s  e mail 50 "
+    with pytest.raises(AdaptkitError, match="normalization: 'lower' is not a normalisation"):
+        sm.cp_error(ref, hyp, "en", sm.SpeakerMetricsConfig(normalization="lower"))  # type: ignore[arg-type]

@@ -132,6 +132,12 @@ def test_tiny_cascade_recipe_trains_and_scores_every_system(tiny_study):
     saved = json.loads((out / "report.json").read_text())
     assert saved["systems"].keys() == systems.keys() and (out / "plots" / "tradeoff.png").stat().st_size > 1000
     assert (out / "gate.safetensors").is_file() and "| cascade: tags | GRU |" in (out / "report.md").read_text()
+    markdown = (out / "report.md").read_text()
+    assert "latency at a false cut-off budget: two-party mode" in markdown
+    assert "latency at a false cut-off budget: eot-bench mode" in markdown
+    for s in systems.values():  # eot-bench charges misses the timeout: its latency budgets are never inf
+        assert s["eot_bench"]["mode"] == "eot-bench" and s["curve"][0]["mode"] == "two-party"
+        assert all(v is None or v < float("inf") for v in s["eot_bench"]["budgets"].values())
 
 
 @pytest.mark.parametrize("override,message", [
