@@ -44,4 +44,4 @@ def test_compare_trains_scores_and_reports_every_variant(tmp_path):
     for name in ("report.md", "report.html", "plots/cp_error_rate.png", "plots/loss.png"):
         assert (out / "report" / name).is_file(), name
     assert (out / "report" / "report.md").read_text().splitlines()[2].startswith("| variant | set | status |")
-    assert len(list((out / "encoder_cache").glob("*.pt"))) > 0  # encoder outputs shared through the disk cache
+    assert len(list((out / "encoder_cache").glob("*.safetensors"))) > 0  # encoder outputs shared through the disk cache
