@@ -13,15 +13,43 @@ import click
 from adaptkit.errors import AdaptkitError
 
 
+def fail(message: str, code: int = 2) -> None:
+    """Print `error: message` on one line to stderr and exit with `code`."""
+    click.echo(f"error: {' '.join(str(message).split())}", err=True)
+    sys.exit(code)
+
+
+def os_error_line(err: OSError) -> str:
+    """An OS error (disk full, read-only, not a folder) as one line naming the path."""
+    where = f"{err.filename}: " if err.filename else ""
+    return f"{where}{err.strerror or err}"
+
+
 class _Group(click.Group):
-    """Turns AdaptkitError into a one-line message and exit code 2, for every command."""
+    """Every mistake as one line, `error: ...`, and exit code 2: AdaptkitError, an OS error naming
+    its path, and click's own usage errors (which would otherwise print four lines)."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except AdaptkitError as err:
-            click.echo(f"error: {err}", err=True)
-            sys.exit(2)
+            fail(str(err))
+        except OSError as err:
+            fail(os_error_line(err))
+
+    def main(self, *args, standalone_mode: bool = True, **kwargs):
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except click.UsageError as err:
+            hint = f" (see {err.ctx.command_path} --help)" if err.ctx else ""
+            fail(f"{err.format_message()}{hint}", err.exit_code)
+        except click.ClickException as err:
+            fail(err.format_message(), err.exit_code)
+        except click.Abort:
+            fail("aborted", 130)
+        sys.exit(code if isinstance(code, int) else 0)
 
 
 @click.group(cls=_Group)
@@ -63,27 +91,37 @@ def plan(recipe: str | None, overrides: tuple[str, ...], as_json: bool) -> None:
 @main.command()
 @click.argument("recipe", required=False, type=click.Path(dir_okay=False))
 @click.argument("overrides", nargs=-1)
-@click.option("--resume", is_flag=True, help="Continue from the newest checkpoint in the recipe's output_dir.")
+@click.option("--resume", is_flag=True, help="Continue from the newest readable checkpoint in the recipe's output_dir.")
 @click.option("--force", is_flag=True, help="Delete an earlier run in output_dir and start over.")
-def train(recipe: str | None, overrides: tuple[str, ...], resume: bool, force: bool) -> None:
+@click.option("--allow-change", "allow_change", multiple=True, metavar="KEY",
+              help="With --resume: accept a changed KEY (train.lr, train.weight_decay, train.clip, train.max_steps, train.epochs).")
+def train(recipe: str | None, overrides: tuple[str, ...], resume: bool, force: bool, allow_change: tuple[str, ...]) -> None:
     """Train RECIPE (no RECIPE: the embedded tiny default on synthetic data).
 
-    OVERRIDES are KEY=VALUE pairs such as train.lr=1e-4 train.max_steps=50.
+    OVERRIDES are KEY=VALUE pairs such as train.lr=1e-4 train.max_steps=50. SIGTERM or Ctrl-C
+    writes a checkpoint at the next step and exits with the command that resumes.
     """
     import logging
-    import shutil
 
     from adaptkit.recipe import Recipe
     from adaptkit.train import run
+    from adaptkit.train.guard import Interrupted
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     recipe, overrides = _recipe_and_overrides(recipe, overrides)
+    if allow_change and not resume:
+        raise AdaptkitError("--allow-change: only with --resume")
+    if resume and force:
+        raise AdaptkitError("--resume and --force contradict: --resume continues the run, --force deletes it")
     loaded = Recipe.load(recipe, overrides)
-    if force and not resume and loaded.output_dir and loaded.output_dir.exists():
-        for name in ("checkpoints", "adapter", "merged", "tensorboard", "metrics.jsonl", "summary.json"):
-            target = loaded.output_dir / name
-            shutil.rmtree(target, ignore_errors=True) if target.is_dir() else target.unlink(missing_ok=True)
-    summary = run(loaded, resume=resume)
+    try:
+        summary = run(loaded, resume=resume, force=force, allow_change=allow_change)
+    except Interrupted as stop:
+        click.echo(str(stop), err=True)
+        sys.exit(128 + stop.signum)
+    if summary.finished_before:
+        click.echo(f"the run in {summary.output_dir} already finished ({summary.steps} steps); nothing to do, nothing changed")
+        return
     click.echo(
         f"trained {summary.steps} steps in {summary.seconds:.1f} s ({summary.samples_per_second:.1f} samples/s), "
         f"{summary.trainable_parameters:,} trainable parameters, final loss {summary.final_loss:.4f}"

@@ -136,7 +136,7 @@ def compare(recipe_path: str | Path, names: list[str], out: str | Path, variants
     test_sets = _test_sets(base, data_dir, list(tests))
     raw.setdefault("train", {})
     if share_encoder:
-        raw["train"]["encoder_cache_dir"] = str(out / "encoder_cache")
+        raw["train"]["encoder_cache_shared"] = str(out / "encoder_cache")
     limit_args = ["--limit", str(limit)] if limit else []
     results = []
     for name, spec in variants.items():

@@ -17,6 +17,7 @@ Relative paths in `data` and `output_dir` resolve against the recipe's folder.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import types
 import typing
@@ -28,6 +29,7 @@ from typing import Any, Iterable, Iterator
 
 import yaml
 
+from adaptkit.data.manifest import check_language
 from adaptkit.errors import AdaptkitError
 from adaptkit.freeze.spec import AddTokens, FreezeSpec, closest, parse_spec
 
@@ -142,8 +144,11 @@ class TrainSection:
     """Seed of sampling, initialisation and dropout."""
     eval_every: int = 0
     """Dev loss every N steps (0: only at the end, when data.dev is set)."""
-    save_every: int = 0
-    """Checkpoint every N steps (0: only at the end)."""
+    save_every: int = 200
+    """Checkpoint every N steps (0: by time only, see save_every_minutes); the end always writes one."""
+    save_every_minutes: float = 10.0
+    """Also checkpoint when this many minutes have passed since the last one (0: off), so a
+    preempted or killed run loses at most this much."""
     log_every: int = 1
     """Log loss and learning rate every N steps."""
     token_loss_weights: dict[str, float] = field(default_factory=dict)
@@ -154,7 +159,11 @@ class TrainSection:
     encoder_cache: bool = True
     """Keep encoder outputs across epochs when nothing in the encoder trains."""
     encoder_cache_dir: str | None = None
-    """Also keep them on disk in this folder (relative to output_dir), shared across runs."""
+    """Also keep them on disk in this folder, a relative path inside output_dir."""
+    encoder_cache_shared: str | None = None
+    """Or keep them in this folder shared across runs, named explicitly (absolute, or relative to
+    the recipe's folder); entries are keyed by audio file, span, rate and encoder weights, and
+    adaptkit only ever adds files there."""
     merged: bool = True
     """Also write a merged full checkpoint at the end."""
 
@@ -179,6 +188,8 @@ class Recipe:
         """Read, override and validate a recipe file (None: the embedded default)."""
         source = str(path) if path else DEFAULT
         data = _read_yaml(path)
+        if overrides and not isinstance(data, dict):
+            raise AdaptkitError(f"{source}: a recipe is a mapping of sections, got {type(data).__name__}")
         for item in overrides:
             _override(data, item)
         base = Path(path).resolve().parent if path else Path.cwd()
@@ -254,14 +265,17 @@ def _check(recipe: Recipe, base: Path) -> None:
         value = getattr(t, key)
         if value not in allowed:
             raise AdaptkitError(f"train.{key}: unknown value {value!r}{closest(value, allowed)}; use one of {', '.join(allowed)}")
-    for key in ("lr", "batch_size", "grad_accum", "epochs"):
-        if getattr(t, key) <= 0:
-            raise AdaptkitError(f"train.{key}: must be positive, got {getattr(t, key)}")
-    if t.max_steps is not None and t.max_steps <= 0:
-        raise AdaptkitError(f"train.max_steps: must be positive, got {t.max_steps}")
-    if len(t.betas) != 2:
-        raise AdaptkitError(f"train.betas: expected two numbers, got {t.betas}")
+    _check_train(t)
+    if t.encoder_cache_dir is not None:
+        inside("train.encoder_cache_dir", t.encoder_cache_dir)
+        if t.encoder_cache_shared is not None:
+            raise AdaptkitError("train.encoder_cache_dir: give it or train.encoder_cache_shared, not both")
+    if t.encoder_cache_shared is not None:
+        t.encoder_cache_shared = str(base / t.encoder_cache_shared)
+    if recipe.language is not None:
+        check_language(recipe.language, "language")
     if d is not None:
+        _check_data(d)
         if d.on_bad_sample not in ("error", "skip"):
             raise AdaptkitError(f"data.on_bad_sample: use 'error' or 'skip', got {d.on_bad_sample!r}")
         if d.downsample and set(d.downsample) - {"label", "to", "ratio"} | ({"label", "to"} - set(d.downsample)):
@@ -273,6 +287,57 @@ def _check(recipe: Recipe, base: Path) -> None:
                 setattr(d, key, str(base / getattr(d, key)))
         if not d.train and not d.synth:
             raise AdaptkitError("data.train: a training manifest is required (or data.synth to generate one)")
+
+
+TRAIN_RANGES: dict[str, tuple[float, float]] = {
+    "lr": (0, 1e10), "weight_decay": (0, 1e3), "warmup_steps": (0, 1e9), "min_lr_ratio": (0, 1), "epochs": (0, 1e6),
+    "max_steps": (1, 1e9), "batch_size": (1, 1 << 16), "grad_accum": (1, 1 << 16), "clip": (0, 1e9), "seed": (0, 2**32 - 1),
+    "eval_every": (0, 1e9), "save_every": (0, 1e9), "save_every_minutes": (0, 1e6), "log_every": (1, 1e9), "ctc_weight": (0, 1e3),
+}
+"""Inclusive bounds of each numeric training setting (lr and epochs must also be above 0)."""
+DATA_RANGES: dict[str, tuple[float, float]] = {"sample_rate": (1000, 384000), "max_audio_seconds": (0.1, 86400), "max_weight": (1e-6, 1e9)}
+"""Inclusive bounds of each numeric data setting."""
+
+
+def _in_range(where: str, value: Any, low: float, high: float, above_low: bool = False) -> None:
+    if value is None:
+        return
+    if not math.isfinite(value) or value < low or value > high or (above_low and value == low):
+        bound = f"> {low:g}" if above_low else f">= {low:g}"
+        raise AdaptkitError(f"{where}: must be a finite number {bound} and <= {high:g}, got {value!r}")
+
+
+def _check_train(t: "TrainSection") -> None:
+    for key, (low, high) in TRAIN_RANGES.items():
+        _in_range(f"train.{key}", getattr(t, key), low, high, above_low=key in ("lr", "epochs"))
+    if len(t.betas) != 2 or not all(math.isfinite(b) and 0 <= b < 1 for b in t.betas):
+        raise AdaptkitError(f"train.betas: expected two numbers in [0, 1), got {t.betas}")
+    for token, weight in t.token_loss_weights.items():
+        _in_range(f"train.token_loss_weights.{token}", weight, 0, 1e6)
+
+
+def _check_data(d: "DataSection") -> None:
+    for key, (low, high) in DATA_RANGES.items():
+        _in_range(f"data.{key}", getattr(d, key), low, high)
+    for key, value in d.filters.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise AdaptkitError(f"data.filters.{key}: expected a finite number, got {value!r}")
+    if d.downsample:
+        ratio = d.downsample.get("ratio", 1.0)
+        if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not math.isfinite(ratio) or ratio < 0:
+            raise AdaptkitError(f"data.downsample.ratio: expected a finite number >= 0, got {ratio!r}")
+    if d.synth:
+        inside("data.synth.out", d.synth.out)
+        _in_range("data.synth.n", d.synth.n, 1, 1e6)
+        _in_range("data.synth.duration", d.synth.duration, 2, 3600)
+
+
+def inside(key: str, value: str) -> str:
+    """`value` if it is a relative path that stays inside output_dir (no `..`, not absolute), else a one-line error."""
+    p = Path(value)
+    if not value.strip() or p.is_absolute() or ".." in p.parts:
+        raise AdaptkitError(f"{key}: {value!r} must be a relative path inside output_dir (no '..', not absolute)")
+    return value
 
 
 def _type_name(kind: Any) -> str:
@@ -351,13 +416,29 @@ def _read_yaml(path: str | Path | None) -> dict[str, Any]:
             text = Path(path).read_text(encoding="utf-8")
         except OSError as err:
             raise AdaptkitError(f"{name}: cannot read recipe ({err.strerror})")
+        except UnicodeDecodeError as err:
+            line = Path(path).read_bytes()[:err.start].count(b"\n") + 1
+            raise AdaptkitError(f"{name}:{line}: not UTF-8 text (byte {err.object[err.start]:#04x})")
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"{name}:{mark.line + 1}" if mark else name
         raise AdaptkitError(f"{where}: invalid YAML: {getattr(err, 'problem', None) or err}")
     return data if data is not None else {}
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """safe_load that refuses a key given twice in one mapping (YAML would keep the last silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
 
 
 def _override(data: dict[str, Any], item: str) -> None:

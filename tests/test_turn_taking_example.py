@@ -20,7 +20,7 @@ def test_the_turn_taking_study_runs_every_system(tmp_path):
     pytest.importorskip("onnxruntime")
     proc = subprocess.run([sys.executable, str(SCRIPT), "--out", str(tmp_path), "--calls", "10", "--tag-steps", "3", "--text-steps", "3",
                            "--splits", "test_ood", "--limit", "1"], capture_output=True, text=True,
-                          env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=900)
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((tmp_path / "cascade" / "test_ood" / "report.json").read_text())
     assert report["base"] == "tiny random composed" and report["conversations"] == 1

@@ -2,24 +2,28 @@
 
 An adapter folder holds `adapter.safetensors` (every trainable tensor under its name in the
 adapted model: projector weights, token-row values, LoRA matrices) and `adaptkit_adapter.json`
-(the spec, the added tokens in order, the trained rows, the architecture). The tokenizer is not
+(the spec, the added tokens in order, the trained rows, the architecture, and a fingerprint of
+the frozen base: loading onto another base is an error). The tokenizer is not
 copied: the added tokens are re-added to the base's own tokenizer on load, and their ids checked.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 import torch
 from peft.tuners.tuners_utils import BaseTunerLayer
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 from adaptkit.atomic import atomic_dir
 from adaptkit.errors import AdaptkitError
 from adaptkit.freeze.apply import Applied, apply
+from adaptkit.freeze.fingerprint import fingerprint
 from adaptkit.freeze.report import Report
 from adaptkit.freeze.tokens import set_tie_flags
 
@@ -33,8 +37,21 @@ def adapter_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
 
 
-def save_adapter(model: nn.Module, out_dir: str | Path, base: str | None = None, extra: dict[str, Any] | None = None) -> Path:
-    """Write the adapter of a model prepared by `apply` to `out_dir` (atomically). Returns the path."""
+def base_fingerprint(model: nn.Module, prints: dict[str, str] | None = None) -> str:
+    """One digest of every weight that does not train (and every buffer) of a model prepared by
+    `apply`: the base an adapter belongs to. `prints` is a `fingerprint(model)` already taken."""
+    prints = prints if prints is not None else fingerprint(model)
+    h = hashlib.blake2b(digest_size=16)
+    for name in sorted(prints):
+        h.update(f"{name}={prints[name]};".encode())
+    return h.hexdigest()
+
+
+def save_adapter(model: nn.Module, out_dir: str | Path, base: str | None = None, extra: dict[str, Any] | None = None,
+                 prints: dict[str, str] | None = None) -> Path:
+    """Write the adapter of a model prepared by `apply` to `out_dir` (atomically). Returns the path.
+
+    The config stores `base_fingerprint`, checked by `load_adapter`."""
     state: Applied | None = getattr(model, "adaptkit", None)
     if state is None:
         raise AdaptkitError("save_adapter: this model has no freezing spec applied (adaptkit.freeze.apply)")
@@ -42,6 +59,7 @@ def save_adapter(model: nn.Module, out_dir: str | Path, base: str | None = None,
         "format": FORMAT,
         "architecture": type(model).__name__,
         "base": base,
+        "base_fingerprint": base_fingerprint(model, prints),
         "spec": state.spec.to_dict(),
         "added_tokens": state.added_tokens,
         "token_rows": state.token_rows,
@@ -60,9 +78,16 @@ def read_adapter_config(path: str | Path) -> dict[str, Any]:
     if not file.is_file():
         raise AdaptkitError(f"{path}: not an adaptkit adapter (no {CONFIG})")
     try:
-        return json.loads(file.read_text(encoding="utf-8"))
+        config = json.loads(file.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
         raise AdaptkitError(f"{file}:{err.lineno}: not valid JSON ({err.msg})")
+    except UnicodeDecodeError:
+        raise AdaptkitError(f"{file}: not UTF-8 text")
+    except OSError as err:
+        raise AdaptkitError(f"{file}: cannot read ({err.strerror})")
+    if not isinstance(config, dict) or not isinstance(config.get("spec"), dict):
+        raise AdaptkitError(f"{file}: not an adaptkit adapter config (no 'spec' mapping)")
+    return config
 
 
 def load_adapter(model: nn.Module, path: str | Path, tokenizer=None) -> tuple[nn.Module, Report]:
@@ -74,7 +99,17 @@ def load_adapter(model: nn.Module, path: str | Path, tokenizer=None) -> tuple[nn
     rows = model.adaptkit.token_rows
     if rows != config.get("token_rows", {}):
         raise AdaptkitError(f"{path}: adapter does not match its base: token rows {config['token_rows']} vs {rows} in this tokenizer")
-    saved = load_file(str(Path(path) / WEIGHTS))
+    expected = config.get("base_fingerprint")
+    if expected is not None and base_fingerprint(model) != expected:
+        raise AdaptkitError(f"{path}: adapter was trained on another base ({config.get('base')}, fingerprint {expected[:12]}); "
+                            f"this base's weights give {base_fingerprint(model)[:12]}")
+    weights = Path(path) / WEIGHTS
+    try:
+        saved = load_file(str(weights))
+    except FileNotFoundError:
+        raise AdaptkitError(f"{weights}: missing; the adapter folder is incomplete") from None
+    except (OSError, SafetensorError) as err:
+        raise AdaptkitError(f"{weights}: unreadable adapter weights ({getattr(err, 'strerror', None) or str(err).splitlines()[0]})") from None
     params = {n: p for n, p in model.named_parameters() if p.requires_grad}
     missing, unexpected = sorted(set(params) - set(saved)), sorted(set(saved) - set(params))
     if missing or unexpected:

@@ -51,6 +51,9 @@ def synth(langs, n, out, seed, jobs, telephone, snr, stereo, force, duration, sp
     except AdaptkitError as e:
         click.echo(f"error: {e}", err=True)
         raise click.exceptions.Exit(2) from None
+    except OSError as e:  # read-only, not a folder, disk full: one line naming the path
+        click.echo(f"error: {e.filename + ': ' if e.filename else ''}{e.strerror or e}", err=True)
+        raise click.exceptions.Exit(2) from None
     click.echo(
         f"wrote {result.conversations} conversations ({result.audio_seconds / 60:.1f} min of audio) to {out} "
         f"in {result.wall_seconds:.1f} s: {result.speed:.0f}x real time"

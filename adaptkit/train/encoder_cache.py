@@ -13,6 +13,8 @@ import tempfile
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from adaptkit.data.manifest import Sample
@@ -51,9 +53,12 @@ class EncoderCache:
         if index in self.memory:
             return self.memory[index]
         if self.folder and index < len(self.keys):
-            path = self.folder / f"{self.keys[index]}.pt"
+            path = self.folder / f"{self.keys[index]}.safetensors"
             if path.is_file():
-                self.memory[index] = torch.load(path, map_location="cpu")
+                try:
+                    self.memory[index] = load_file(str(path))["states"]
+                except (OSError, SafetensorError, KeyError):
+                    return None  # a damaged entry is computed again and rewritten
                 return self.memory[index]
         return None
 
@@ -62,5 +67,9 @@ class EncoderCache:
         if self.folder and index < len(self.keys):
             fd, tmp = tempfile.mkstemp(prefix=".enc.", dir=self.folder)
             os.close(fd)
-            torch.save(states.detach().cpu(), tmp)
-            os.replace(tmp, self.folder / f"{self.keys[index]}.pt")
+            try:
+                save_file({"states": states.detach().cpu().contiguous()}, tmp)
+                os.replace(tmp, self.folder / f"{self.keys[index]}.safetensors")
+            finally:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)

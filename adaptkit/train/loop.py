@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 import logging
 import math
+import signal
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -26,10 +28,13 @@ from adaptkit.errors import AdaptkitError
 from adaptkit.freeze import apply, fingerprint, moved, save_adapter, save_merged, train_mode, trainable_parameters
 from adaptkit.freeze.adapters import adapter_state
 from adaptkit.models import family, load
-from adaptkit.recipe import Recipe, blame
+from adaptkit.recipe import Recipe, blame, inside
 from adaptkit.tasks import task as task_module
 from adaptkit.train import checkpoint
 from adaptkit.train.encoder_cache import EncoderCache, encoder_digest, sample_key
+from adaptkit.train.guard import Interrupted, StopFlag, output_lock, stop_on_signals
+from adaptkit.train.resume import CHANGEABLE, fingerprint as run_fingerprint
+from adaptkit.train.resume import check as resume_check
 from adaptkit.train.step import SpeechLMLoss, encoder_trains
 
 log = logging.getLogger("adaptkit")
@@ -51,6 +56,8 @@ class Summary:
     resumed_from: int | None = None
     peak_memory_mb: float | None = None
     """Peak memory of this process: CUDA allocations on a GPU, else the resident set (VmHWM)."""
+    finished_before: bool = False
+    """True when `--resume` found the run already finished (nothing was trained or written)."""
 
 
 def peak_memory_mb() -> float | None:
@@ -110,7 +117,7 @@ def _manifests(recipe: Recipe, out: Path, accelerator) -> tuple[str, str | None]
         raise AdaptkitError("data: the recipe has no data section")
     if not d.synth:
         return d.train, d.dev
-    folder = out / d.synth.out
+    folder = out / inside("data.synth.out", d.synth.out)  # synth overwrites its folder: only ever inside output_dir
     name = f"{recipe.task}.jsonl"
     if accelerator.is_main_process and not (folder / "train" / name).is_file():
         from adaptkit.synth import SynthConfig, generate
@@ -153,25 +160,111 @@ def _token_weights(recipe: Recipe, tokenizer) -> dict[int, float]:
     return out
 
 
-def run(recipe: Recipe, resume: bool = False) -> Summary:
-    """Train `recipe`; with `resume`, continue from the newest checkpoint in its output_dir."""
+def output_dir(recipe: Recipe) -> Path:
+    """Where `recipe` writes its run."""
+    return recipe.output_dir or Path("runs") / "adaptkit"
+
+
+RUN_FILES = ("checkpoints", "adapter", "merged", "tensorboard", "metrics.jsonl", "summary.json")
+"""What a run writes into output_dir (and `--force` deletes)."""
+
+
+def run(recipe: Recipe, resume: bool = False, force: bool = False, allow_change: tuple[str, ...] = ()) -> Summary:
+    """Train `recipe`; with `resume`, continue from the newest readable checkpoint in its output_dir.
+
+    `force` deletes an earlier run first; `allow_change` names fingerprint keys (resume.CHANGEABLE)
+    that may differ from the checkpoint's. One run at a time holds the output_dir's lock."""
+    from accelerate import PartialState
+
     with blame(recipe.source):
-        return _run(recipe, resume)
+        out = output_dir(recipe)
+        main = PartialState().is_main_process
+        with (output_lock(out) if main else nullcontext()), stop_on_signals() as stop:
+            if force and not resume and main:
+                _clear(out)
+            return _run(recipe, out, resume, allow_change, stop)
 
 
-def _run(recipe: Recipe, resume: bool) -> Summary:
+def _clear(out: Path) -> None:
+    import shutil
+
+    for name in RUN_FILES:
+        target = out / name
+        shutil.rmtree(target, ignore_errors=True) if target.is_dir() else target.unlink(missing_ok=True)
+
+
+@dataclass
+class _Position:
+    """Where training stands: optimizer steps done, epoch, batches of that epoch consumed."""
+
+    step: int = 0
+    epoch: int = 0
+    done_in_epoch: int = 0
+    resumed_from: int | None = None
+
+
+@dataclass
+class _Parts:
+    """Everything a run builds before its first step."""
+
+    accelerator: Any
+    loaded: Any
+    model: torch.nn.Module
+    report: Any
+    frozen: dict[str, str]
+    samples: list[Sample]
+    skipped: list[str]
+    sampler: BucketBatchSampler
+    loader: Any
+    dev_loader: Any
+    module: Any
+    dev_module: SpeechLMLoss
+    named: list[tuple[str, torch.nn.Parameter]]
+    optimizer: Any
+    scheduler: Any
+    total: int
+    ctc_head: torch.nn.Linear | None
+    fingerprint: dict[str, Any]
+
+
+def _run(recipe: Recipe, out: Path, resume: bool, allow_change: tuple[str, ...], stop: StopFlag) -> Summary:
+    ckpt_dir = out / "checkpoints"
+    checkpoint.remove_temporaries(ckpt_dir)
+    found = checkpoint.newest_readable(ckpt_dir) if resume else None
+    if resume and found is None:
+        raise AdaptkitError(f"--resume: no checkpoint in {ckpt_dir}")
+    if not resume and (checkpoint.latest(ckpt_dir) or list(ckpt_dir.glob("step_*.pt")) or (out / "adapter").exists()):
+        raise AdaptkitError(f"output_dir {out} already holds a run; pass --resume to continue it, --force to start over, or choose another output_dir")
+    parts = _build(recipe, out)
+    position = _Position()
+    if found is not None:
+        path, state = found
+        accepted = resume_check(state.get("fingerprint"), parts.fingerprint, allow_change, path)
+        if state["step"] >= parts.total and (out / "summary.json").is_file() and (out / "adapter").is_dir():
+            return _finished(out, state["step"])
+        position = _restore(parts, state, accepted, recipe)
+        log.info("resuming from %s (step %d)", path, position.step)
+    return _Trainer(recipe, parts, out, position, stop).train()
+
+
+def _finished(out: Path, step: int) -> Summary:
+    """The summary of a run that had already finished; nothing is written."""
+    data = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    names = {f.name for f in fields(Summary)}
+    summary = Summary(**{k: v for k, v in data.items() if k in names})
+    summary.finished_before = True
+    log.info("%s: the run already finished at step %d; nothing to do", out, step)
+    return summary
+
+
+def _build(recipe: Recipe, out: Path) -> _Parts:
+    """Model, data, optimizer and schedule of `recipe`, prepared by accelerate."""
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
     t = recipe.train
-    out = recipe.output_dir or Path("runs") / "adaptkit"
-    ckpt_dir = out / "checkpoints"
-    last = checkpoint.latest(ckpt_dir)
-    if resume and last is None:
-        raise AdaptkitError(f"--resume: no checkpoint in {ckpt_dir}")
-    if not resume and (last is not None or (out / "adapter").exists()):
-        raise AdaptkitError(f"output_dir {out} already holds a run; pass --resume to continue it, or choose another output_dir")
-
+    if t.precision == "fp16" and not torch.cuda.is_available():
+        raise AdaptkitError("train.precision: fp16 needs a CUDA GPU and there is none; use bf16 or no")
     accelerator = Accelerator(mixed_precision=t.precision, split_batches=True)
     set_seed(t.seed)
     loaded = load(recipe.model)
@@ -184,191 +277,336 @@ def _run(recipe: Recipe, resume: bool) -> Summary:
     for tag in getattr(task_module(recipe.task), "TAGS", {}).values():
         if tag not in tok.get_vocab():
             raise AdaptkitError(f"tokens: task {recipe.task} answers with {tag}; add it under tokens")
-
     train_path, dev_path = _manifests(recipe, out, accelerator)
     samples, skipped = _read(recipe, train_path, allowed, training=True)
     dev_samples = _read(recipe, dev_path, allowed, training=False)[0] if dev_path else []
     if skipped:
         log.warning("skipped %d bad samples (data.on_bad_sample: skip), first: %s", len(skipped), skipped[0])
+    sampler, loader, dev_loader, length = _loaders(recipe, loaded, fam, samples, dev_samples)
+    trains_encoder = encoder_trains(model)
+    ctc_head = _ctc_head(recipe, model, trains_encoder)
+    weights_by_token = _token_weights(recipe, tok)
+    cache_for = _cache_factory(recipe, out, model, frozen, trains_encoder)
+    module = SpeechLMLoss(model, fam, trains_encoder, weights_by_token, cache_for(samples), [s.where for s in samples],
+                          ctc_head, t.ctc_weight)
+    dev_module = SpeechLMLoss(model, fam, trains_encoder, weights_by_token, cache_for(dev_samples), [s.where for s in dev_samples])
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    named += [(f"ctc_head.{n}", p) for n, p in ctc_head.named_parameters()] if ctc_head is not None else []
+    params = [p for _, p in named]
+    if t.optimizer == "adamw":
+        optimizer = torch.optim.AdamW(params, lr=t.lr, betas=tuple(t.betas), weight_decay=t.weight_decay)
+    else:
+        optimizer = torch.optim.SGD(params, lr=t.lr, weight_decay=t.weight_decay)
+    total = total_steps(recipe, len(sampler))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule(recipe, total))
+    module, optimizer, loader = accelerator.prepare(module, optimizer, loader)
+    if dev_loader is not None:
+        dev_loader = accelerator.prepare(dev_loader)
+    return _Parts(accelerator, loaded, model, report, frozen, samples, skipped, sampler, loader, dev_loader, module, dev_module,
+                  named, optimizer, scheduler, total, ctc_head, run_fingerprint(recipe, train_path, dev_path))
+
+
+def total_steps(recipe: Recipe, batches_per_epoch: int) -> int:
+    """Optimizer steps of the whole run: max_steps, or epochs x steps per epoch."""
+    t = recipe.train
+    if t.max_steps:
+        return t.max_steps
+    per_epoch = math.ceil(batches_per_epoch / t.grad_accum)
+    if t.epochs * per_epoch < 1:
+        raise AdaptkitError(f"train.epochs: {t.epochs:g} epochs of {per_epoch} steps is less than one optimizer step")
+    return math.ceil(t.epochs * per_epoch)
+
+
+def _loaders(recipe: Recipe, loaded, fam, samples: list[Sample], dev_samples: list[Sample]):
+    t, tok = recipe.train, loaded.tokenizer
     target = task_module(recipe.task).target
 
     def encode_one(s: Sample) -> Encoded:
         return encode(s, fam, tok, loaded.feature_extractor, target(s, recipe.language), recipe.prompt, recipe.data.sample_rate,
                       ctc=t.ctc_weight > 0, model=loaded.model)
 
-    weights = sample_weights(samples, recipe.data.weight_field) if recipe.data.weight_field else None
-
     def length(s: Sample) -> int:  # the bucketing key: centiseconds of audio, or characters of text
         return round(s.duration * 100) if s.audio is not None else len(target(s, recipe.language))
 
+    weights = sample_weights(samples, recipe.data.weight_field) if recipe.data.weight_field else None
     sampler = BucketBatchSampler([length(s) for s in samples], t.batch_size, t.seed, True, weights, recipe.data.max_weight)
     loader = DataLoader(_Samples(samples, encode_one), batch_sampler=sampler, collate_fn=_collate(tok.pad_token_id))
     dev_loader = None
     if dev_samples:
         dev_sampler = BucketBatchSampler([length(s) for s in dev_samples], t.batch_size, shuffle=False)
         dev_loader = DataLoader(_Samples(dev_samples, encode_one), batch_sampler=dev_sampler, collate_fn=_collate(tok.pad_token_id))
+    return sampler, loader, dev_loader, length
 
-    trains_encoder = encoder_trains(model)
 
-    digest = encoder_digest(model, frozen) if (t.encoder_cache_dir and not trains_encoder) else ""
+def _ctc_head(recipe: Recipe, model, trains_encoder: bool) -> torch.nn.Linear | None:
+    if recipe.train.ctc_weight <= 0:
+        return None
+    if not trains_encoder:
+        log.info("train.ctc_weight: the encoder is frozen, so the CTC head trains the projector only")
+    emb = model.get_submodule(model.adaptkit.cmap.embeddings)
+    return torch.nn.Linear(emb.weight.shape[1], emb.weight.shape[0] + 1)  # one more class: the blank
+
+
+def _cache_factory(recipe: Recipe, out: Path, model, frozen: dict[str, str], trains_encoder: bool):
+    t = recipe.train
+    folder = out / t.encoder_cache_dir if t.encoder_cache_dir else (Path(t.encoder_cache_shared) if t.encoder_cache_shared else None)
+    digest = encoder_digest(model, frozen) if (folder and not trains_encoder) else ""
 
     def cache_for(items: list[Sample]) -> EncoderCache | None:
         if trains_encoder or not t.encoder_cache:
             return None
-        if not t.encoder_cache_dir:
+        if folder is None:
             return EncoderCache()
-        return EncoderCache([sample_key(s, recipe.data.sample_rate, digest) for s in items], out / t.encoder_cache_dir)
+        return EncoderCache([sample_key(s, recipe.data.sample_rate, digest) for s in items], folder)
+    return cache_for
 
-    weights_by_token = _token_weights(recipe, tok)
-    ctc_head = None
-    if t.ctc_weight > 0:
-        if not trains_encoder:
-            log.info("train.ctc_weight: the encoder is frozen, so the CTC head trains the projector only")
-        emb = model.get_submodule(model.adaptkit.cmap.embeddings)
-        ctc_head = torch.nn.Linear(emb.weight.shape[1], emb.weight.shape[0] + 1)  # one more class: the blank
-    module = SpeechLMLoss(model, fam, trains_encoder, weights_by_token, cache_for(samples), [s.where for s in samples],
-                          ctc_head, t.ctc_weight)
-    dev_module = SpeechLMLoss(model, fam, trains_encoder, weights_by_token, cache_for(dev_samples), [s.where for s in dev_samples])
-    params = trainable_parameters(model) + (list(ctc_head.parameters()) if ctc_head is not None else [])
-    if t.optimizer == "adamw":
-        optimizer = torch.optim.AdamW(params, lr=t.lr, betas=tuple(t.betas), weight_decay=t.weight_decay)
-    else:
-        optimizer = torch.optim.SGD(params, lr=t.lr, weight_decay=t.weight_decay)
-    per_epoch = math.ceil(len(sampler) / t.grad_accum)
-    total = t.max_steps or max(1, math.ceil(t.epochs * per_epoch))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule(recipe, total))
-    module, optimizer, loader = accelerator.prepare(module, optimizer, loader)
-    if dev_loader is not None:
-        dev_loader = accelerator.prepare(dev_loader)
 
-    step, epoch, done_in_epoch, resumed_from = 0, 0, 0, None
-    if resume:
-        state = checkpoint.load(last)
-        with torch.no_grad():
-            named = dict(model.named_parameters())
-            for name, value in state["adapter"].items():
-                named[name].copy_(value)
-        if ctc_head is not None:
-            ctc_head.load_state_dict(state["ctc_head"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        checkpoint.set_rng_state(state["rng"])
-        step, epoch, done_in_epoch = state["step"], state["epoch"], state["batches_done"]
-        resumed_from = step
-        log.info("resuming from %s (step %d)", last, step)
+def _restore(parts: _Parts, state: dict[str, Any], accepted: list[str], recipe: Recipe) -> _Position:
+    """Load a checkpoint's tensors, optimizer, schedule and RNG into the built run; apply accepted changes."""
+    with torch.no_grad():
+        named = dict(parts.model.named_parameters())
+        for name, value in state["adapter"].items():
+            named[name].copy_(value)
+    if parts.ctc_head is not None:
+        parts.ctc_head.load_state_dict(state["ctc_head"])
+    parts.optimizer.load_state_dict(state["optimizer"])
+    parts.scheduler.load_state_dict(state["scheduler"])
+    parts.scheduler.lr_lambdas = [schedule(recipe, parts.total)]  # the schedule of this run's total (it may be new)
+    t = recipe.train
+    for group in parts.optimizer.param_groups:
+        if "train.weight_decay" in accepted:
+            group["weight_decay"] = t.weight_decay
+        if "train.lr" in accepted:
+            group["initial_lr"] = t.lr
+    if "train.lr" in accepted:
+        parts.scheduler.base_lrs = [t.lr for _ in parts.optimizer.param_groups]
+    if set(accepted) & {"train.lr", "train.max_steps", "train.epochs"}:
+        factor = schedule(recipe, parts.total)(parts.scheduler.last_epoch)
+        for group, base in zip(parts.optimizer.param_groups, parts.scheduler.base_lrs):
+            group["lr"] = base * factor
+    if accepted:
+        log.info("resume: accepted changes in %s", ", ".join(f"{k} ({CHANGEABLE[k]})" for k in accepted))
+    checkpoint.set_rng_state(state["rng"])
+    return _Position(state["step"], state["epoch"], state["batches_done"], state["step"])
 
-    metrics_path = out / "metrics.jsonl"
-    writer = None
-    if accelerator.is_main_process:
-        from torch.utils.tensorboard import SummaryWriter
 
-        out.mkdir(parents=True, exist_ok=True)
-        kept = [line for line in (metrics_path.read_text().splitlines() if resume and metrics_path.exists() else [])
-                if json.loads(line)["step"] <= step]
-        atomic_write_text(metrics_path, "".join(line + "\n" for line in kept))
-        writer = SummaryWriter(str(out / "tensorboard"))
+def _kept_metrics(path: Path, step: int) -> list[str]:
+    """Lines of metrics.jsonl up to `step`; a half-written or damaged line (a kill mid-write) is dropped."""
+    kept = []
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines() if path.exists() else []
+    for line in lines:
+        try:
+            if json.loads(line)["step"] <= step:
+                kept.append(line)
+        except (ValueError, KeyError, TypeError):
+            log.warning("warning: %s: dropping a damaged line (%.40s)", path, line)
+    return kept
 
-    def save_checkpoint(batches_done: int) -> Path:
-        return checkpoint.save(ckpt_dir, step, {
-            "step": step, "epoch": epoch, "batches_done": batches_done, "adapter": adapter_state(model),
-            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": checkpoint.rng_state(),
-            "ctc_head": ctc_head.state_dict() if ctc_head is not None else None,
-        })
 
-    def dev_loss() -> float | None:
-        if dev_loader is None:
-            return None
-        model.eval()
-        total_sum = total_weight = 0.0
-        for batch in dev_loader:  # features are made outside autocast: it would give them its dtype
-            with torch.no_grad(), accelerator.autocast():
-                s, w = dev_module(batch)
-            total_sum += float(accelerator.reduce(s.detach(), "sum"))
-            total_weight += float(accelerator.reduce(w.detach(), "sum"))
-        train_mode(model)
-        return total_sum / max(total_weight, 1e-9)
+class _Trainer:
+    """The training loop of one built run: steps, non-finite guards, logging, checkpoints, the end."""
 
-    def accumulate(window: list[dict]) -> tuple[float, float]:
+    def __init__(self, recipe: Recipe, parts: _Parts, out: Path, position: _Position, stop: StopFlag):
+        self.recipe, self.parts, self.out, self.pos, self.stop = recipe, parts, out, position, stop
+        self.t, self.acc = recipe.train, parts.accelerator
+        self.ckpt_dir = out / "checkpoints"
+        self.metrics_path = out / "metrics.jsonl"
+        self.writer = None
+        self.loss_value, self.last_dev, self.seen = float("nan"), None, 0
+        self.last_save = time.monotonic()
+
+    def train(self) -> Summary:
+        """Run the remaining steps, then write the adapter, the merged checkpoint and the summary."""
+        from tqdm.auto import tqdm
+
+        if self.acc.is_main_process:
+            from torch.utils.tensorboard import SummaryWriter
+
+            kept = _kept_metrics(self.metrics_path, self.pos.step) if self.pos.resumed_from is not None else []
+            self._io(self.metrics_path, lambda: atomic_write_text(self.metrics_path, "".join(line + "\n" for line in kept)))
+            self.writer = SummaryWriter(str(self.out / "tensorboard"))
+        self.bar = tqdm(total=self.parts.total, initial=self.pos.step, disable=not self.acc.is_main_process, desc="train",
+                        dynamic_ncols=True)
+        train_mode(self.parts.model)
+        self.started = time.perf_counter()
+        try:
+            self._loop()
+        finally:
+            self.bar.close()
+            if self.writer is not None:
+                self.writer.flush()
+        return self._finish(time.perf_counter() - self.started)
+
+    def _loop(self) -> None:
+        p, pos = self.parts, self.pos
+        window: list[dict] = []
+        while pos.step < p.total:
+            p.sampler.epoch = pos.epoch
+            batches = self.acc.skip_first_batches(p.loader, pos.done_in_epoch) if pos.done_in_epoch else p.loader
+            for batch in batches:
+                pos.done_in_epoch += 1
+                window.append(batch)
+                self.seen += len(batch["index"]) * self.acc.num_processes
+                if len(window) < self.t.grad_accum:
+                    continue
+                self._step(window)
+                window = []
+                self._after_step()
+                if pos.step >= p.total:
+                    return
+            pos.epoch, pos.done_in_epoch = pos.epoch + 1, 0
+
+    def _step(self, window: list[dict]) -> None:
+        """One optimizer step; the loss and gradients are checked before the update, the weights after it."""
+        p = self.parts
+        window_sum, window_weight = self._accumulate(window)
+        loss = window_sum / window_weight
+        if not math.isfinite(loss):
+            where = [p.samples[int(i)].where for b in window for i in b["index"]]
+            self._halt(f"loss is {loss} in the batch of {', '.join(where[:4])}{' ...' if len(where) > 4 else ''}")
+        bad = [n for n, q in p.named if q.grad is not None and not bool(torch.isfinite(q.grad).all())]
+        if bad:
+            self._halt(f"the gradient of {bad[0]} is not finite (loss {loss:.4g})")
+        if self.t.clip:
+            self.acc.clip_grad_norm_([q for _, q in p.named], self.t.clip)
+        p.optimizer.step()
+        p.scheduler.step()
+        p.optimizer.zero_grad(set_to_none=True)
+        self.pos.step += 1
+        self.loss_value = loss
+        bad = [n for n, q in p.named if not bool(torch.isfinite(q).all())]
+        if bad:
+            self._halt(f"the update made {bad[0]} non-finite (train.lr {self.t.lr:g} too high?)", after=True)
+
+    def _halt(self, what: str, after: bool = False) -> None:
+        step = self.pos.step if after else self.pos.step + 1
+        good = checkpoint.latest(self.ckpt_dir)
+        hint = str(good) if good else f"none yet (train.save_every {self.t.save_every})"
+        self.bar.close()
+        raise AdaptkitError(f"step {step}: {what}; training stopped, last good checkpoint: {hint}")
+
+    def _accumulate(self, window: list[dict]) -> tuple[float, float]:
         """Backward every micro-batch of one optimizer step, each normalised by the supervised weight
         of the whole window over all processes, so `grad_accum 2 x batch 2` is `batch 4`.
         Returns the window's (loss sum, weight sum) over all processes."""
-        local = sum(float(accelerator.unwrap_model(module).supervised_weight(b)) for b in window)
-        total_weight = float(accelerator.reduce(torch.as_tensor(local, dtype=torch.float64, device=accelerator.device), "sum"))
+        acc, module = self.acc, self.parts.module
+        local = sum(float(acc.unwrap_model(module).supervised_weight(b)) for b in window)
+        total_weight = float(acc.reduce(torch.as_tensor(local, dtype=torch.float64, device=acc.device), "sum"))
         loss_total = 0.0
         for k, batch in enumerate(window):
             last = k == len(window) - 1
-            with accelerator.no_sync(module) if not last else nullcontext(), accelerator.autocast():
+            with acc.no_sync(module) if not last else nullcontext(), acc.autocast():
                 loss_sum, _ = module(batch)
-                accelerator.backward(loss_sum / max(total_weight, 1e-9) * accelerator.num_processes)
-            loss_total += float(accelerator.reduce(loss_sum.detach(), "sum"))
+                acc.backward(loss_sum / max(total_weight, 1e-9) * acc.num_processes)
+            loss_total += float(acc.reduce(loss_sum.detach(), "sum"))
         return loss_total, total_weight
 
-    from tqdm.auto import tqdm
+    def _after_step(self) -> None:
+        """Progress, metrics, dev loss, checkpoints by step or time, and a stop requested by a signal."""
+        step, t, acc = self.pos.step, self.t, self.acc
+        lr = self.parts.scheduler.get_last_lr()[0]
+        self.bar.update(1)
+        rate = self.seen / max(time.perf_counter() - self.started, 1e-9)
+        self.bar.set_postfix(loss=f"{self.loss_value:.4f}", lr=f"{lr:.2e}", samples_s=f"{rate:.1f}")
+        if acc.is_main_process and step % t.log_every == 0:
+            self.writer.add_scalar("train/loss", self.loss_value, step)
+            self.writer.add_scalar("train/lr", lr, step)
+            self._io(self.metrics_path, lambda: _append(self.metrics_path, {"step": step, "loss": self.loss_value, "lr": lr}))
+        if t.eval_every and step % t.eval_every == 0:
+            self.last_dev = self._dev_loss()
+            if acc.is_main_process and self.last_dev is not None:
+                self.writer.add_scalar("dev/loss", self.last_dev, step)
+        if step >= self.parts.total:
+            return  # the end writes the last checkpoint, the adapter and the summary
+        stopping = self._stop_requested()
+        due = (t.save_every and step % t.save_every == 0) or \
+            (t.save_every_minutes and time.monotonic() - self.last_save >= 60 * t.save_every_minutes)
+        if due or stopping:
+            self._save()
+        if stopping:
+            self.bar.close()
+            name = signal.Signals(self.stop.signum).name
+            raise Interrupted(self.stop.signum, f"stopped by {name} at step {step}, checkpoint {checkpoint.latest(self.ckpt_dir)}; "
+                              f"continue with: adaptkit train {self.recipe.source} --resume (and the same overrides)")
 
-    bar = tqdm(total=total, initial=step, disable=not accelerator.is_main_process, desc="train", dynamic_ncols=True)
-    train_mode(model)
-    started, seen, loss_value, last_dev = time.perf_counter(), 0, float("nan"), None
-    window: list[dict] = []
-    while step < total:
-        sampler.epoch = epoch
-        batches = accelerator.skip_first_batches(loader, done_in_epoch) if done_in_epoch else loader
-        for batch in batches:
-            done_in_epoch += 1
-            window.append(batch)
-            seen += len(batch["index"]) * accelerator.num_processes
-            if len(window) < t.grad_accum:
-                continue
-            window_sum, window_weight = accumulate(window)
-            window = []
-            if t.clip:
-                accelerator.clip_grad_norm_(params, t.clip)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            loss_value = window_sum / window_weight
-            if not math.isfinite(loss_value):
-                good = checkpoint.latest(ckpt_dir)
-                raise AdaptkitError(f"step {step}: loss is {loss_value}; training stopped, last good checkpoint: {good or 'none'}")
-            lr = scheduler.get_last_lr()[0]
-            rate = seen / max(time.perf_counter() - started, 1e-9)
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}", samples_s=f"{rate:.1f}")
-            if accelerator.is_main_process and step % t.log_every == 0:
-                writer.add_scalar("train/loss", loss_value, step)
-                writer.add_scalar("train/lr", lr, step)
-                with metrics_path.open("a") as f:
-                    f.write(json.dumps({"step": step, "loss": loss_value, "lr": lr}) + "\n")
-            if t.eval_every and step % t.eval_every == 0:
-                last_dev = dev_loss()
-                if accelerator.is_main_process and last_dev is not None:
-                    writer.add_scalar("dev/loss", last_dev, step)
-            if t.save_every and step % t.save_every == 0 and step < total and accelerator.is_main_process:
-                save_checkpoint(done_in_epoch)
-            if step >= total:
-                break
-        else:
-            epoch, done_in_epoch = epoch + 1, 0
-            continue
-        break
-    bar.close()
-    seconds = time.perf_counter() - started
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:  # the trained result first: nothing after the last step can lose it
-        save_checkpoint(done_in_epoch)
-        changed = moved(model, frozen)
-        if changed:
-            raise RuntimeError(f"frozen weights moved during training: {', '.join(changed[:3])}")
-        save_adapter(model, out / "adapter", base=recipe.model.name or f"tiny:{recipe.model.tiny}",
-                     extra={"model": asdict(recipe.model), "task": recipe.task, "language": recipe.language, "prompt": recipe.prompt})
-        if t.merged:
-            save_merged(model, out / "merged", *loaded.save_pretrained_objects())
-    accelerator.wait_for_everyone()
-    last_dev = dev_loss() if dev_loader is not None else last_dev  # on the merged weights where merged
-    summary = Summary(steps=step, seconds=round(seconds, 3), trainable_parameters=report.trainable_total,
-                      final_loss=loss_value, samples_per_second=round(seen / max(seconds, 1e-9), 2), dev_loss=last_dev,
-                      skipped=skipped, output_dir=str(out), resumed_from=resumed_from, peak_memory_mb=peak_memory_mb())
-    if accelerator.is_main_process:
-        writer.close()
-        atomic_write_text(out / "summary.json", json.dumps({**asdict(summary), "report": report.to_dict()}, indent=2, ensure_ascii=False) + "\n")
-    return summary
+    def _stop_requested(self) -> bool:
+        flag = 1.0 if self.stop else 0.0
+        if self.acc.num_processes > 1:  # every process stops at the same step
+            flag = float(self.acc.reduce(torch.tensor(flag, device=self.acc.device), "max"))
+        if flag and not self.stop.signum:
+            self.stop.signum = signal.SIGTERM
+        return bool(flag)
+
+    def _save(self) -> Path | None:
+        self.last_save = time.monotonic()
+        if not self.acc.is_main_process:
+            return None
+        p, pos = self.parts, self.pos
+        return checkpoint.save(self.ckpt_dir, pos.step, {
+            "step": pos.step, "epoch": pos.epoch, "batches_done": pos.done_in_epoch, "total": p.total,
+            "adapter": adapter_state(p.model), "optimizer": p.optimizer.state_dict(), "scheduler": _scheduler_state(p.scheduler),
+            "rng": checkpoint.rng_state(), "ctc_head": p.ctc_head.state_dict() if p.ctc_head is not None else None,
+            "fingerprint": p.fingerprint,
+        })
+
+    def _dev_loss(self) -> float | None:
+        p, acc = self.parts, self.acc
+        if p.dev_loader is None:
+            return None
+        p.model.eval()
+        total_sum = total_weight = 0.0
+        for batch in p.dev_loader:  # features are made outside autocast: it would give them its dtype
+            with torch.no_grad(), acc.autocast():
+                s, w = p.dev_module(batch)
+            total_sum += float(acc.reduce(s.detach(), "sum"))
+            total_weight += float(acc.reduce(w.detach(), "sum"))
+        train_mode(p.model)
+        return total_sum / max(total_weight, 1e-9)
+
+    @staticmethod
+    def _io(path: Path, write) -> Any:
+        """Run a write; an OS error (disk full, read-only) becomes one line naming the path."""
+        from safetensors import SafetensorError
+
+        try:
+            return write()
+        except (OSError, SafetensorError) as err:
+            reason = getattr(err, "strerror", None) or str(err).splitlines()[0]
+            raise AdaptkitError(f"{path}: cannot write ({reason}); the last checkpoint is kept, resume with --resume") from None
+
+    def _finish(self, seconds: float) -> Summary:
+        p, acc, out, recipe = self.parts, self.acc, self.out, self.recipe
+        acc.wait_for_everyone()
+        if acc.is_main_process:  # the trained result first: nothing after the last step can lose it
+            self._save()
+            changed = moved(p.model, p.frozen)
+            if changed:
+                raise RuntimeError(f"frozen weights moved during training: {', '.join(changed[:3])}")
+            self._io(out / "adapter", lambda: save_adapter(
+                p.model, out / "adapter", base=recipe.model.name or f"tiny:{recipe.model.tiny}",
+                extra={"model": asdict(recipe.model), "task": recipe.task, "language": recipe.language, "prompt": recipe.prompt},
+                prints=p.frozen))
+            if self.t.merged:
+                self._io(out / "merged", lambda: save_merged(p.model, out / "merged", *p.loaded.save_pretrained_objects()))
+        acc.wait_for_everyone()
+        last_dev = self._dev_loss() if p.dev_loader is not None else self.last_dev  # on the merged weights where merged
+        summary = Summary(steps=self.pos.step, seconds=round(seconds, 3), trainable_parameters=p.report.trainable_total,
+                          final_loss=self.loss_value, samples_per_second=round(self.seen / max(seconds, 1e-9), 2), dev_loss=last_dev,
+                          skipped=p.skipped, output_dir=str(out), resumed_from=self.pos.resumed_from, peak_memory_mb=peak_memory_mb())
+        if acc.is_main_process:
+            self.writer.close()
+            text = json.dumps({**asdict(summary), "report": p.report.to_dict()}, indent=2, ensure_ascii=False) + "\n"
+            self._io(out / "summary.json", lambda: atomic_write_text(out / "summary.json", text))
+        return summary
+
+
+def _scheduler_state(scheduler) -> dict[str, Any]:
+    """LambdaLR's state without its lambdas (a closure is rebuilt from the recipe, never stored)."""
+    state = scheduler.state_dict()
+    state["lr_lambdas"] = [None for _ in state.get("lr_lambdas", [])]
+    return state
+
+
+def _append(path: Path, row: dict[str, Any]) -> None:
+    with path.open("a", encoding="utf-8") as f:
+        f.write(json.dumps(row) + "\n")

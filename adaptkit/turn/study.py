@@ -78,6 +78,8 @@ class CascadeRecipe:
     def load(cls, path: str | Path, overrides: tuple[str, ...] = ()) -> "CascadeRecipe":
         """Read, override and validate a cascade recipe; paths are relative to the file."""
         data = _read_yaml(path)
+        if overrides and not isinstance(data, dict):
+            raise AdaptkitError(f"{path}: a recipe is a mapping of sections, got {type(data).__name__}")
         for item in overrides:
             _override(data, item)
         base = Path(path).resolve().parent

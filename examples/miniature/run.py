@@ -41,7 +41,9 @@ class Budget:
     eval_limit: int | None = None
 
 
-FULL, SMOKE = Budget(), Budget(calls=8, test_calls=2, stage1_steps=4, stage2_steps=3, eval_limit=1)
+FULL, SMOKE = Budget(), Budget(calls=4, test_calls=1, stage1_steps=2, stage2_steps=2, eval_limit=1)
+SMOKE_VARIANTS = ("projector", "lora_r8")
+"""--smoke trains these two variants only (one of each kind): every step runs, in a fraction of the time."""
 
 
 def utterance_manifest(split: Path, out: Path) -> Path:
@@ -119,7 +121,7 @@ VARIANTS = {
 }
 
 
-def stage2(out: Path, data: dict[str, Path], b: Budget) -> list:
+def stage2(out: Path, data: dict[str, Path], b: Budget, names: tuple[str, ...] | None = None) -> list:
     """adaptkit compare on the stage-1 base: projector + rows against LoRA + rows, and a LoRA sweep point."""
     base = {
         "model": {"name": str(out / "stage1" / "merged"), "arch": "qwen3_asr"},
@@ -131,7 +133,7 @@ def stage2(out: Path, data: dict[str, Path], b: Budget) -> list:
                   "batch_size": 8, "max_steps": b.stage2_steps, "clip": 1.0},
     }
     (out / "stage2.yaml").write_text(json.dumps(base))
-    (out / "variants.yaml").write_text(json.dumps({"variants": VARIANTS}))
+    (out / "variants.yaml").write_text(json.dumps({"variants": {k: v for k, v in VARIANTS.items() if names is None or k in names}}))
     tests = [str(data[k]) for k in ("test_id", "test_ood_wideband_voices", "test_ood_noise_5db", "test_ood_malay")]
     return compare(out / "stage2.yaml", [], out / "compare", out / "variants.yaml", tests, limit=b.eval_limit)
 
@@ -147,7 +149,7 @@ def main() -> None:
     data = make_data(args.out / "data", b)
     base = stage1(args.out, data, b)
     print(f"stage 1: {base['steps']} steps in {base['seconds']:.0f} s, in-domain CER {base['cer_in_domain']:.3f}", flush=True)
-    results = stage2(args.out, data, b)
+    results = stage2(args.out, data, b, SMOKE_VARIANTS if args.smoke else None)
     summary = {"budget": asdict(b), "stage1": base, "seconds": round(time.perf_counter() - start, 1),
                "variants": [{"name": r.name, "status": r.status, "scores": r.scores, "degeneration": r.degeneration,
                              "trainable_parameters": r.trainable_parameters} for r in results]}

@@ -1,4 +1,4 @@
-"""Synthetic English calls shared by the training tests, and a recipe writer."""
+"""A recipe writer on the shared synthetic calls (tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -6,16 +6,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from adaptkit.synth import SynthConfig, generate
-
-
-@pytest.fixture(scope="session")
-def calls(tmp_path_factory) -> Path:
-    """12 short two-speaker calls: 8 train, 2 in-domain test, 2 out-of-domain test."""
-    out = tmp_path_factory.mktemp("calls")
-    generate(SynthConfig(out=out, langs=("en",), n=12, splits=(8, 2, 2), duration=8.0, telephone=True, seed=3, jobs=1))
-    return out
 
 
 @pytest.fixture

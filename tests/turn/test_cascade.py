@@ -104,18 +104,22 @@ def tiny_study(tmp_path_factory):
     if shutil.which("espeak-ng") is None:
         pytest.skip("espeak-ng is not installed")
     pytest.importorskip("onnxruntime")  # the Smart Turn baseline
+    from adaptkit.synth import SynthConfig, generate
+
     tmp = tmp_path_factory.mktemp("cascade")
-    data = tmp / "data"
+    data = tmp / "data"  # one set of calls for both turn models and the cascade
+    generate(SynthConfig(out=data, langs=("en",), n=6, duration=8.0, telephone=True, seed=0, jobs=1))
     for name in ("turn_tags", "turn_end"):
         r = yaml.safe_load((RECIPES / "tiny" / f"{name}.yaml").read_text())
-        r["data"] = {**r["data"], "synth": {"langs": ["en"], "n": 6, "duration": 8.0, "out": str(data)}}
+        kept = {k: v for k, v in r["data"].items() if k != "synth"}
+        r["data"] = {**kept, "train": str(data / "train" / f"{name}.jsonl"), "dev": str(data / "test_id" / f"{name}.jsonl")}
         r["train"].update(max_steps=3, eval_every=0)
         r["output_dir"] = str(tmp / name)
         (tmp / f"{name}.yaml").write_text(yaml.safe_dump(r))
     from adaptkit.turn.study import CascadeRecipe, run_study
 
     recipe = CascadeRecipe.load(RECIPES / "tiny" / "cascade.yaml", (
-        f"turn_models={{tags: {tmp / 'turn_tags.yaml'}, text: {tmp / 'turn_end.yaml'}}}", "limit=1", "gate.steps=20",
+        f"turn_models={{tags: {tmp / 'turn_tags.yaml'}, text: {tmp / 'turn_end.yaml'}}}", "limit=1", "gate.steps=20", f"data={data}",
         f"output_dir={tmp / 'out'}"))
     return run_study(recipe), tmp / "out"
 

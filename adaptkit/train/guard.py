@@ -1,0 +1,102 @@
+"""One run per output_dir (a lock naming its holder) and preemption (SIGTERM / SIGINT at a step boundary)."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import signal
+import socket
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from adaptkit.errors import AdaptkitError
+
+LOCK = ".adaptkit.lock"
+
+
+def writable_dir(out: Path) -> None:
+    """Make `out` (and its parents) or raise one line naming the path and the OS's reason."""
+    if out.exists() and not out.is_dir():
+        raise AdaptkitError(f"output_dir {out}: exists and is not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise AdaptkitError(f"output_dir {out}: cannot create it ({err.strerror})") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise AdaptkitError(f"output_dir {out}: not writable")
+
+
+@contextmanager
+def output_lock(out: Path) -> Iterator[None]:
+    """Hold an exclusive lock on `out` for the duration; a second holder gets one line naming the first.
+
+    The lock is `flock` on `out/.adaptkit.lock`: the kernel drops it when the process dies, so a
+    killed run never leaves a stale lock behind."""
+    writable_dir(out)
+    path = out / LOCK
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as err:
+        raise AdaptkitError(f"{path}: cannot open the run lock ({err.strerror})") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise AdaptkitError(f"output_dir {out} is in use by another run ({_holder(path)}); wait for it or choose another output_dir") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%d %H:%M:%S")}).encode())
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def _holder(path: Path) -> str:
+    try:
+        info = json.loads(path.read_text())
+        return f"pid {info['pid']} on {info['host']} since {info['since']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "holder unknown"
+
+
+class Interrupted(Exception):
+    """Raised at a step boundary after SIGTERM or SIGINT, once the checkpoint is written."""
+
+    def __init__(self, signum: int, message: str):
+        super().__init__(message)
+        self.signum = signum
+
+
+class StopFlag:
+    """Set by SIGTERM / SIGINT; the training loop reads it between optimizer steps."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    def __bool__(self) -> bool:
+        return self.signum is not None
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[StopFlag]:
+    """While inside, SIGTERM and SIGINT only set the returned flag (a second SIGINT still stops at once)."""
+    flag = StopFlag()
+    previous = {}
+
+    def handler(signum, frame):
+        if flag.signum == signal.SIGINT and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        flag.signum = signum
+
+    try:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, handler)
+    except ValueError:  # not the main thread: signals stay as they are
+        pass
+    try:
+        yield flag
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
