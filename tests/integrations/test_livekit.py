@@ -5,11 +5,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-import torch
-from transformers import Qwen3Config, Qwen3ForCausalLM
-
 from adaptkit.errors import AdaptkitError
 from adaptkit.integrations.livekit import EndOfTurnDetector
+from adaptkit.models import build_tiny
 from adaptkit.models.tokenizer import tiny_tokenizer
 from adaptkit.turn.scorer import EndOfTurnScorer
 
@@ -17,9 +15,8 @@ llm = pytest.importorskip("livekit.agents.llm", reason="needs livekit-agents (pi
 
 
 def tiny_lm(tok):
-    torch.manual_seed(0)
-    return Qwen3ForCausalLM(Qwen3Config(vocab_size=len(tok) + 64, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                                        num_attention_heads=4, num_key_value_heads=2, head_dim=16, initializer_range=0.2))
+    """A tiny random Qwen3 causal LM (the LLM of a text-only composed model) for `tok`."""
+    return build_tiny("composed", encoder=None, llm="qwen3", init_std=0.2)[0].llm
 
 
 def test_probabilities_equal_the_scorers_on_a_growing_livekit_chat_context():
