@@ -99,6 +99,10 @@ def export(adapter: str | Path, out: str | Path, to: str, summary: str | Path | 
     config = read_adapter_config(folder)
     if "model" not in config:
         raise AdaptkitError(f"{folder}: the adapter does not name its base model (written by an older adaptkit?)")
+    if to == "peft" and not (config.get("spec") or {}).get("lora"):  # refused before the model is built
+        from adaptkit.export.peft_folder import no_lora, spec_kinds
+
+        raise no_lora(spec_kinds(config.get("spec") or {}))
     files = run_files(folder, summary, report) if to == "hub-folder" else (None, None)
     target = load_target(folder)
     out = Path(out)

@@ -113,9 +113,7 @@ def _check(model: nn.Module, base: PeftBase) -> tuple[list[str], list[str]]:
     """Refuse what a PEFT folder cannot hold; returns the trained plain parameters and their modules."""
     state = getattr(model, "adaptkit", None)
     if state is None or state.spec.lora is None:
-        kinds = ", ".join(_kinds(model)) or "nothing"
-        raise AdaptkitError(f"export --to peft: a PEFT folder holds a LoRA adapter and this one has no LoRA (it trains {kinds}); "
-                            "export --to merged or --to hub-folder")
+        raise no_lora(_kinds(model))
     trained = [n for n, p in model.named_parameters() if p.requires_grad]
     outside = [n for n in trained if base.path and not n.startswith(base.path + ".")]
     if outside:
@@ -123,6 +121,18 @@ def _check(model: nn.Module, base: PeftBase) -> tuple[list[str], list[str]]:
     tuner = {n for n, m in model.named_modules() if isinstance(m, BaseTunerLayer)}
     plain = [n for n in trained if not any(n.startswith(t + ".") for t in tuner)]
     return plain, _whole_modules(model, plain)
+
+
+def no_lora(kinds: list[str]) -> AdaptkitError:
+    """The one-line refusal of an adapter without LoRA, naming what it trains."""
+    return AdaptkitError(f"export --to peft: a PEFT folder holds a LoRA adapter and this one has no LoRA (it trains "
+                         f"{', '.join(kinds) or 'nothing'}); export --to merged or --to hub-folder")
+
+
+def spec_kinds(spec: dict) -> list[str]:
+    """What a saved freezing spec trains, in words, without building the model."""
+    train = spec.get("train") or []
+    return (["token rows"] if any(isinstance(r, dict) for r in train) else []) + [f"{r} in full" for r in train if isinstance(r, str)]
 
 
 def _kinds(model: nn.Module) -> list[str]:
