@@ -201,6 +201,27 @@ def cascade_(recipe, overrides) -> None:
     click.echo(f"report: {r.output_dir}/report.md")
 
 
+@main.command(name="export")
+@click.argument("adapter", type=click.Path(exists=True))
+@click.option("--to", "to", type=click.Choice(["peft", "merged", "hub-folder"]), required=True,
+              help="peft: a PEFT LoRA folder; merged: a full checkpoint; hub-folder: merged + a README.md model card.")
+@click.option("--out", type=click.Path(file_okay=False), default=None, help="Output folder [default: <to> beside the adapter].")
+@click.option("--summary", type=click.Path(dir_okay=False), default=None, help="The run's summary.json (hub-folder) [default: found beside the adapter].")
+@click.option("--report", type=click.Path(dir_okay=False), default=None, help="The eval report.json (hub-folder) [default: eval/report.json beside the adapter].")
+def export_(adapter, to, out, summary, report) -> None:
+    """Export ADAPTER (an adapter folder or a recipe) as a PEFT folder, a merged checkpoint or a hub folder."""
+    from pathlib import Path
+
+    from adaptkit.export import export
+
+    if out is None:
+        out = Path(adapter).parent / to.replace("-", "_")
+    result = export(adapter, out, to, summary, report)
+    click.echo(f"exported {adapter} --to {to}: {result.path}")
+    for note in result.notes:
+        click.echo(f"note: {note}")
+
+
 def _register() -> None:
     from adaptkit.synth.cli import synth
 

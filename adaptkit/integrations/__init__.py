@@ -1,0 +1,1 @@
+"""adaptkit's turn models inside voice-agent frameworks (LiveKit, pipecat)."""
