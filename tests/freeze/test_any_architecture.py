@@ -31,7 +31,9 @@ def speech_encoder_decoder(decoder_hidden: int) -> nn.Module:
     dec = T.BertConfig(vocab_size=1100, hidden_size=decoder_hidden, num_hidden_layers=2, num_attention_heads=2,
                        intermediate_size=64, is_decoder=True, add_cross_attention=True)
     torch.manual_seed(0)
-    return T.SpeechEncoderDecoderModel(T.SpeechEncoderDecoderConfig.from_encoder_decoder_configs(enc, dec))
+    config = T.SpeechEncoderDecoderConfig.from_encoder_decoder_configs(enc, dec)
+    config.decoder_start_token_id, config.pad_token_id = 1, 0
+    return T.SpeechEncoderDecoderModel(config)
 
 
 class OddStack(nn.Module):
@@ -288,3 +290,32 @@ def test_gemma3n_new_ids_that_would_fall_into_the_vision_ids_are_refused():
     with pytest.raises(AdaptkitError, match=r"would land inside ids .* which model.embed_vision claims"):
         apply(model, {"add_tokens": [f"<|t{i}|>" for i in range(100)], "train": [{"tokens": "added"}]}, tokenizer=tok)
     assert len(tok) == length and unchanged(model, before)
+
+
+def test_speech_encoder_decoder_trains_only_projector_and_lora_and_round_trips(tmp_path):
+    from peft.tuners.lora import LoraLayer
+
+    from adaptkit.freeze import load_adapter, save_adapter, save_merged
+
+    spec = {"train": ["projector"], "lora": {"target": "llm.attention", "r": 2}}
+    model, _ = apply(speech_encoder_decoder(48), spec)
+    waves = torch.randn(1, 1600, generator=torch.Generator().manual_seed(0))
+    labels = torch.tensor([[5, 17, 42, 8]])
+    frozen = fingerprint(model)
+    trained = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    three_adamw_steps(model, lambda m: m(input_values=waves, labels=labels).loss)
+    assert moved(model, frozen) == []
+    params = dict(model.named_parameters())
+    assert all(not torch.equal(params[n], v) for n, v in trained.items() if ".lora_A." not in n)
+    assert all(n.startswith("decoder.bert.") for n, m in model.named_modules() if isinstance(m, LoraLayer))
+    model.eval()
+    with torch.no_grad():
+        want = model(input_values=waves, labels=labels).logits
+    save_adapter(model, tmp_path / "adapter")
+    again, _ = load_adapter(speech_encoder_decoder(48), tmp_path / "adapter")
+    with torch.no_grad():
+        assert (again.eval()(input_values=waves, labels=labels).logits - want).abs().max() <= 1e-5
+    save_merged(again, tmp_path / "merged")
+    reloaded = T.SpeechEncoderDecoderModel.from_pretrained(tmp_path / "merged").eval()
+    with torch.no_grad():
+        assert (reloaded(input_values=waves, labels=labels).logits - want).abs().max() <= 1e-5
