@@ -319,3 +319,77 @@ def test_speech_encoder_decoder_trains_only_projector_and_lora_and_round_trips(t
     reloaded = T.SpeechEncoderDecoderModel.from_pretrained(tmp_path / "merged").eval()
     with torch.no_grad():
         assert (reloaded(input_values=waves, labels=labels).logits - want).abs().max() <= 1e-5
+
+
+@pytest.mark.parametrize("tied", [False, True], ids=["untied", "tied"])
+def test_odd_stack_with_a_user_map_trains_exactly_the_rows(tied, tmp_path):
+    from adaptkit.freeze import load_adapter, save_adapter
+
+    def fresh():
+        torch.manual_seed(0)
+        return OddStack(tied=tied, bias=False), tiny_tokenizer()
+
+    spec = {"components": {"projector": "bridge", "lm_head": "out"}, "add_tokens": ["<|spk_0|>", "<|spk_1|>"],
+            "train": ["projector", {"tokens": "added"}], "lora": {"target": "llm.attention", "r": 2}}
+    model, tok = fresh()
+    model, report = apply(model, spec, tokenizer=tok)
+    assert report.tied == tied
+    ids = torch.tensor([tok("<|spk_0|> hello <|spk_1|> order", add_special_tokens=False)["input_ids"]])
+    feats = torch.randn(1, ids.shape[1], 16, generator=torch.Generator().manual_seed(1))
+
+    def logits(m):
+        hidden = m.decoder(inputs_embeds=m.decoder.embed_tokens(ids) + m.bridge(m.speech_enc(feats))).last_hidden_state
+        return m.out(hidden)
+
+    rows = sorted(report.token_rows.values())
+    emb, head = model.decoder.embed_tokens, model.out
+    before = (emb.get_merged_weights(["default"]).detach().clone(), head.get_merged_weights(["default"]).detach().clone())
+    frozen = fingerprint(model)
+    three_adamw_steps(model, lambda m: torch.nn.functional.cross_entropy(logits(m)[0, :-1], ids[0, 1:]))
+    assert moved(model, frozen) == []
+    for layer, old in zip((emb, head), before):
+        assert (layer.get_merged_weights(["default"]) != old).any(dim=1).nonzero().flatten().tolist() == rows
+    model.eval()
+    with torch.no_grad():
+        want = logits(model)
+    save_adapter(model, tmp_path / "adapter")
+    again, again_tok = fresh()
+    again, _ = load_adapter(again, tmp_path / "adapter", tokenizer=again_tok)
+    with torch.no_grad():
+        assert (logits(again.eval()) - want).abs().max() <= 1e-5
+
+
+def test_gemma3n_trains_the_audio_embedder_and_rows_only(tmp_path):
+    from adaptkit.freeze import load_adapter, save_adapter
+
+    tok = tiny_tokenizer()
+    model = gemma3n(text_rows=len(tok) + 40, vision_offset=1000)
+    model, report = apply(model, {"add_tokens": ["<|spk_0|>", "<|spk_1|>"], "train": ["projector", {"tokens": "added"}],
+                                  "lora": {"target": "llm.attention", "r": 2}}, tokenizer=tok)
+    assert all(m.startswith("model.language_model.layers.") for m in report.lora_modules)
+    ids = torch.tensor([tok("<|spk_0|> hello <|spk_1|> order", add_special_tokens=False)["input_ids"]])
+    features, mask = torch.randn(1, 24, 16, generator=torch.Generator().manual_seed(0)), torch.ones(1, 24, dtype=torch.bool)
+    frozen = fingerprint(model)
+    emb = model.model.language_model.embed_tokens
+    before = emb.get_merged_weights(["default"]).detach().clone()
+    audio_before = {n: p.detach().clone() for n, p in model.model.embed_audio.named_parameters()}
+
+    def loss(m):  # text loss plus the audio embedder's output, so every trained part gets a gradient
+        audio = m.model.get_audio_features(features, ~mask)[0]
+        return m(input_ids=ids, labels=ids).loss + audio.float().pow(2).mean()
+
+    three_adamw_steps(model, loss)
+    assert moved(model, frozen) == []
+    assert (emb.get_merged_weights(["default"]) != before).any(dim=1).nonzero().flatten().tolist() == sorted(report.token_rows.values())
+    assert any(not torch.equal(p, audio_before[n]) for n, p in model.model.embed_audio.named_parameters())
+    assert report.groups["encoder"]["trainable"] == 0 and report.groups["other"]["trainable"] == 0
+    model.eval()
+    with torch.no_grad():
+        want = model(input_ids=ids).logits, model.model.get_audio_features(features, ~mask)[0]
+    save_adapter(model, tmp_path / "adapter")
+    fresh_tok = tiny_tokenizer()
+    again, _ = load_adapter(gemma3n(text_rows=len(fresh_tok) + 40, vision_offset=1000), tmp_path / "adapter", tokenizer=fresh_tok)
+    again.eval()
+    with torch.no_grad():
+        assert (again(input_ids=ids).logits - want[0]).abs().max() <= 1e-5
+        assert (again.model.get_audio_features(features, ~mask)[0] - want[1]).abs().max() <= 1e-5
