@@ -165,7 +165,8 @@ def compare(recipe_path: str | Path, names: list[str], out: str | Path, variants
         result.peak_memory_mb = summary.get("peak_memory_mb")
         result.seconds_per_step = round(summary["seconds"] / max(summary["steps"], 1), 4)
         result.adapter_bytes = sum(f.stat().st_size for f in (folder / "run" / "adapter").iterdir() if f.is_file())
-        result.losses = [(x["step"], x["loss"]) for x in map(json.loads, (folder / "run" / "metrics.jsonl").read_text().splitlines())]
+        rows = map(json.loads, (folder / "run" / "metrics.jsonl").read_text().splitlines())
+        result.losses = [(x["step"], x["loss"]) for x in rows if "loss" in x]  # dev_metrics rows have none
         args = ["eval", str(folder / "run" / "adapter"), *sum((["--data", t] for t in test_sets), []), "--out", str(folder / "eval"), *limit_args]
         code, _, last = _run(args, folder / "eval.log")
         if code != 0:

@@ -31,6 +31,7 @@ import yaml
 
 from adaptkit.data.manifest import check_language
 from adaptkit.errors import AdaptkitError
+from adaptkit.eval.metric_names import METRICS
 from adaptkit.freeze.spec import AddTokens, FreezeSpec, closest, parse_spec
 
 DEFAULT = "default"  # the embedded tiny recipe, used when no file is given
@@ -143,7 +144,22 @@ class TrainSection:
     seed: int = 0
     """Seed of sampling, initialisation and dropout."""
     eval_every: int = 0
-    """Dev loss every N steps (0: only at the end, when data.dev is set)."""
+    """Dev loss, and dev scores (eval_samples), every N steps (0: dev loss only at the end, when data.dev is set)."""
+    eval_samples: int = 8
+    """Dev samples (the first N of data.dev) decoded at each eval_every and scored with the task's
+    own metrics by `adaptkit eval`'s code: cpCER / cpWER, WDER, degenerate rate (speaker_asr),
+    macro-F1 (turn_tags), F1 (turn_end); logged to metrics.jsonl (`dev_metrics` rows) and
+    TensorBoard (`dev/...`). 0: dev loss only. Under several processes the main process decodes
+    (not with FSDP or DeepSpeed ZeRO-3, whose weights are sharded) while the others wait."""
+    best_metric: str | None = None
+    """Metric that keeps `adapter_best/` (the adapter of the best evaluation): a key of the task's
+    scores (speaker_asr: cp_error_rate, error_rate, wder, der, speaker_count_abs, degenerate;
+    turn_tags: macro_f1, accuracy, other, degenerate; turn_end: f1, accuracy, precision, recall,
+    balanced_accuracy). F1, accuracy, precision and recall improve upwards, the rest downwards.
+    Default: cp_error_rate, macro_f1 or f1."""
+    early_stopping_patience: int | None = None
+    """Stop after this many evaluations in a row without improving best_metric (None: never);
+    every process stops at the same step."""
     save_every: int = 200
     """Checkpoint every N steps (0: by time only, see save_every_minutes); the end always writes one."""
     save_every_minutes: float = 10.0
@@ -266,6 +282,7 @@ def _check(recipe: Recipe, base: Path) -> None:
         if value not in allowed:
             raise AdaptkitError(f"train.{key}: unknown value {value!r}{closest(value, allowed)}; use one of {', '.join(allowed)}")
     _check_train(t)
+    _check_scoring(recipe)
     if t.encoder_cache_dir is not None:
         inside("train.encoder_cache_dir", t.encoder_cache_dir)
         if t.encoder_cache_shared is not None:
@@ -293,6 +310,7 @@ TRAIN_RANGES: dict[str, tuple[float, float]] = {
     "lr": (0, 1e10), "weight_decay": (0, 1e3), "warmup_steps": (0, 1e9), "min_lr_ratio": (0, 1), "epochs": (0, 1e6),
     "max_steps": (1, 1e9), "batch_size": (1, 1 << 16), "grad_accum": (1, 1 << 16), "clip": (0, 1e9), "seed": (0, 2**32 - 1),
     "eval_every": (0, 1e9), "save_every": (0, 1e9), "save_every_minutes": (0, 1e6), "log_every": (1, 1e9), "ctc_weight": (0, 1e3),
+    "eval_samples": (0, 1e9), "early_stopping_patience": (1, 1e9),
 }
 """Inclusive bounds of each numeric training setting (lr and epochs must also be above 0)."""
 DATA_RANGES: dict[str, tuple[float, float]] = {"sample_rate": (1000, 384000), "max_audio_seconds": (0.1, 86400), "max_weight": (1e-6, 1e9)}
@@ -314,6 +332,17 @@ def _check_train(t: "TrainSection") -> None:
         raise AdaptkitError(f"train.betas: expected two numbers in [0, 1), got {t.betas}")
     for token, weight in t.token_loss_weights.items():
         _in_range(f"train.token_loss_weights.{token}", weight, 0, 1e6)
+
+
+def _check_scoring(recipe: "Recipe") -> None:
+    """train.best_metric names a metric of the task; early stopping needs evaluations to count."""
+    t = recipe.train
+    names = METRICS.get(recipe.task, ())
+    if t.best_metric is not None and t.best_metric not in names:
+        raise AdaptkitError(f"train.best_metric: {t.best_metric!r} is not a {recipe.task} metric{closest(t.best_metric, names)}; "
+                            f"use one of {', '.join(names)}")
+    if t.early_stopping_patience is not None and not (t.eval_every and t.eval_samples):
+        raise AdaptkitError("train.early_stopping_patience: needs train.eval_every and train.eval_samples above 0")
 
 
 def _check_data(d: "DataSection") -> None:

@@ -78,7 +78,7 @@ def _units(sample: Sample) -> list | None:
 
 
 def decode_sets(target: Target, manifests: list[str], batch_size: int = 8, limit: int | None = None,
-                progress: bool = True, force_language: bool = True) -> list[dict]:
+                progress: bool = True, force_language: bool = True, on_bad_sample: str = "error") -> list[dict]:
     """Decode every manifest; one dict per sample as the scoring functions take them.
 
     With `force_language`, a sample whose language is known (its own, else the adapter's) gets the
@@ -91,7 +91,7 @@ def decode_sets(target: Target, manifests: list[str], batch_size: int = 8, limit
     rows = []
     for manifest in manifests:
         allowed = target.tokens | set(getattr(tm, "TAGS", {}).values())
-        samples, _ = read_manifest(manifest, allowed, "error", tm.REQUIRE, tm.check, audio=getattr(tm, "AUDIO", True))
+        samples, _ = read_manifest(manifest, allowed, on_bad_sample, tm.REQUIRE, tm.check, audio=getattr(tm, "AUDIO", True))
         samples = samples[:limit] if limit else samples
         if target.task == "turn_end":
             rows += _end_probabilities(target, samples, Path(manifest).parent.name, len(manifests) > 1)
@@ -114,6 +114,19 @@ def decode_sets(target: Target, manifests: list[str], batch_size: int = 8, limit
                 row.update(reference=s.text, units=_units(s))
             rows.append(row)
     return rows
+
+
+def decode_target(target: Target, manifests: list[str], batch_size: int = 8, limit: int | None = None,
+                  progress: bool = True, force_language: bool = True, on_bad_sample: str = "error") -> tuple[list[dict], set[str]]:
+    """`decode_sets`, each row marked with the tokenizer's control tokens it contains (kept in
+    decoded.jsonl, so that scoring it again finds the same leaks); also returns those tokens.
+    `adaptkit eval` and scoring during training both decode through here."""
+    rows = decode_sets(target, manifests, batch_size, limit, progress, force_language, on_bad_sample)
+    known = tokenizer_control_tokens(target.loaded.tokenizer)
+    for row in rows:
+        text = str(row.get("raw") or row.get("hypothesis") or "")
+        row["control_tokens"] = sorted(tok for tok in known if tok in text)
+    return rows, known
 
 
 def _end_probabilities(target: Target, samples: list[Sample], set_name: str, prefixed: bool) -> list[dict]:
@@ -190,11 +203,8 @@ def evaluate(target: str | Path | None, data: list[str], out: str | Path, task: 
 
         t = load_target(target, task, adapter)
         t.loaded.model.to(_device(device or default_device()))
-        rows, name, task = decode_sets(t, data, batch_size, limit, force_language=force_language), t.name, t.task
-        known = tokenizer_control_tokens(t.loaded.tokenizer)
-        for row in rows:  # kept in decoded.jsonl, so that scoring it again finds the same leaks
-            text = str(row.get("raw") or row.get("hypothesis") or "")
-            row["control_tokens"] = sorted(tok for tok in known if tok in text)
+        rows, known = decode_target(t, data, batch_size, limit, force_language=force_language)
+        name, task = t.name, t.task
     scores = score_rows(rows, task, str(hypotheses or ", ".join(data)), known)
     decoded = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
     scores.report(meta={"model": name, "task": task, "samples": len(rows)}).write(out, {"decoded.jsonl": decoded})

@@ -35,6 +35,7 @@ from adaptkit.train.encoder_cache import EncoderCache, encoder_digest, sample_ke
 from adaptkit.train.guard import Interrupted, StopFlag, output_lock, stop_on_signals
 from adaptkit.train.resume import CHANGEABLE, fingerprint as run_fingerprint
 from adaptkit.train.resume import check as resume_check
+from adaptkit.train.scoring import Best, best_metric, dev_metrics
 from adaptkit.train.step import SpeechLMLoss, encoder_trains
 
 log = logging.getLogger("adaptkit")
@@ -58,6 +59,10 @@ class Summary:
     """Peak memory of this process: CUDA allocations on a GPU, else the resident set (VmHWM)."""
     finished_before: bool = False
     """True when `--resume` found the run already finished (nothing was trained or written)."""
+    best: dict[str, Any] | None = None
+    """The best dev evaluation (train.best_metric): metric, value, step; its adapter is adapter_best/."""
+    stopped_early: bool = False
+    """True when train.early_stopping_patience ended the run before its last step."""
 
 
 def peak_memory_mb() -> float | None:
@@ -165,7 +170,7 @@ def output_dir(recipe: Recipe) -> Path:
     return recipe.output_dir or Path("runs") / "adaptkit"
 
 
-RUN_FILES = ("checkpoints", "adapter", "merged", "tensorboard", "metrics.jsonl", "summary.json")
+RUN_FILES = ("checkpoints", "adapter", "adapter_best", "merged", "tensorboard", "metrics.jsonl", "summary.json")
 """What a run writes into output_dir (and `--force` deletes)."""
 
 
@@ -225,6 +230,9 @@ class _Parts:
     total: int
     ctc_head: torch.nn.Linear | None
     fingerprint: dict[str, Any]
+    dev_path: str | None = None
+    allowed: set[str] = field(default_factory=set)
+    """Tokens the manifests may hold (trained token rows and new tokens)."""
 
 
 def _run(recipe: Recipe, out: Path, resume: bool, allow_change: tuple[str, ...], stop: StopFlag) -> Summary:
@@ -240,11 +248,24 @@ def _run(recipe: Recipe, out: Path, resume: bool, allow_change: tuple[str, ...],
     if found is not None:
         path, state = found
         accepted = resume_check(state.get("fingerprint"), parts.fingerprint, allow_change, path)
-        if state["step"] >= parts.total and (out / "summary.json").is_file() and (out / "adapter").is_dir():
+        if _ended(out, state["step"], parts.total):
             return _finished(out, state["step"])
         position = _restore(parts, state, accepted, recipe)
         log.info("resuming from %s (step %d)", path, position.step)
     return _Trainer(recipe, parts, out, position, stop).train()
+
+
+def _ended(out: Path, step: int, total: int) -> bool:
+    """True when the run in `out` finished at `step`: its last step, or an early stop there."""
+    if not ((out / "summary.json").is_file() and (out / "adapter").is_dir()):
+        return False
+    if step >= total:
+        return True
+    try:
+        data = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return bool(data.get("stopped_early")) and data.get("steps") == step
 
 
 def _finished(out: Path, step: int) -> Summary:
@@ -303,7 +324,8 @@ def _build(recipe: Recipe, out: Path) -> _Parts:
     if dev_loader is not None:
         dev_loader = accelerator.prepare(dev_loader)
     return _Parts(accelerator, loaded, model, report, frozen, samples, skipped, sampler, loader, dev_loader, module, dev_module,
-                  named, optimizer, scheduler, total, ctc_head, run_fingerprint(recipe, train_path, dev_path))
+                  named, optimizer, scheduler, total, ctc_head, run_fingerprint(recipe, train_path, dev_path),
+                  dev_path, allowed)
 
 
 def total_steps(recipe: Recipe, batches_per_epoch: int) -> int:
@@ -414,6 +436,8 @@ class _Trainer:
         self.writer = None
         self.loss_value, self.last_dev, self.seen = float("nan"), None, 0
         self.last_save = time.monotonic()
+        self.best, self.stopped_early = Best(best_metric(recipe.task, self.t.best_metric)), False
+        self.scoring = bool(self.t.eval_every and self.t.eval_samples and parts.dev_path)
 
     def train(self) -> Summary:
         """Run the remaining steps, then write the adapter, the merged checkpoint and the summary."""
@@ -423,6 +447,9 @@ class _Trainer:
             from torch.utils.tensorboard import SummaryWriter
 
             kept = _kept_metrics(self.metrics_path, self.pos.step) if self.pos.resumed_from is not None else []
+            for row in map(json.loads, kept):  # the best evaluation so far and the patience spent
+                if "dev_metrics" in row:
+                    self.best.update(row["step"], row["dev_metrics"])
             self._io(self.metrics_path, lambda: atomic_write_text(self.metrics_path, "".join(line + "\n" for line in kept)))
             self.writer = SummaryWriter(str(self.out / "tensorboard"))
         self.bar = tqdm(total=self.parts.total, initial=self.pos.step, disable=not self.acc.is_main_process, desc="train",
@@ -451,8 +478,7 @@ class _Trainer:
                     continue
                 self._step(window)
                 window = []
-                self._after_step()
-                if pos.step >= p.total:
+                if self._after_step() or pos.step >= p.total:
                     return
             pos.epoch, pos.done_in_epoch = pos.epoch + 1, 0
 
@@ -501,8 +527,9 @@ class _Trainer:
             loss_total += float(acc.reduce(loss_sum.detach(), "sum"))
         return loss_total, total_weight
 
-    def _after_step(self) -> None:
-        """Progress, metrics, dev loss, checkpoints by step or time, and a stop requested by a signal."""
+    def _after_step(self) -> bool:
+        """Progress, metrics, dev loss and scores, checkpoints by step or time, and a stop requested
+        by a signal. True when early stopping ends the run here."""
         step, t, acc = self.pos.step, self.t, self.acc
         lr = self.parts.scheduler.get_last_lr()[0]
         self.bar.update(1)
@@ -516,8 +543,10 @@ class _Trainer:
             self.last_dev = self._dev_loss()
             if acc.is_main_process and self.last_dev is not None:
                 self.writer.add_scalar("dev/loss", self.last_dev, step)
+            if self.scoring and self._evaluate(step):
+                return True
         if step >= self.parts.total:
-            return  # the end writes the last checkpoint, the adapter and the summary
+            return False  # the end writes the last checkpoint, the adapter and the summary
         stopping = self._stop_requested()
         due = (t.save_every and step % t.save_every == 0) or \
             (t.save_every_minutes and time.monotonic() - self.last_save >= 60 * t.save_every_minutes)
@@ -528,6 +557,36 @@ class _Trainer:
             name = signal.Signals(self.stop.signum).name
             raise Interrupted(self.stop.signum, f"stopped by {name} at step {step}, checkpoint {checkpoint.latest(self.ckpt_dir)}; "
                               f"continue with: adaptkit train {self.recipe.source} --resume (and the same overrides)")
+        return False
+
+    def _evaluate(self, step: int) -> bool:
+        """Decode and score dev samples (main process), log them, keep adapter_best/; True when
+        early stopping ends the run here, decided once and shared by every process."""
+        t, acc, p = self.t, self.acc, self.parts
+        stop = 0.0
+        if acc.is_main_process:
+            metrics = dev_metrics(p.model, p.loaded, self.recipe.task, self.recipe.language, self.recipe.prompt, p.allowed,
+                                  p.dev_path, t.eval_samples, t.batch_size, self.recipe.data.on_bad_sample)
+            train_mode(p.model)
+            improved = self.best.update(step, metrics)
+            for key, value in metrics.items():
+                if isinstance(value, (int, float)) and key != "n":
+                    self.writer.add_scalar(f"dev/{key}", value, step)
+            row = {"step": step, "dev_loss": self.last_dev, "dev_metrics": metrics, "best": self.best.to_dict()}
+            self._io(self.metrics_path, lambda: _append(self.metrics_path, row))
+            if improved:
+                self._write_adapter(self.out / "adapter_best", {"best": self.best.to_dict()})
+            patience = t.early_stopping_patience
+            stop = 1.0 if patience is not None and self.best.stale >= patience and step < p.total else 0.0
+            log.info("step %d: dev %s %s (best %s at step %s)", step, self.best.metric, metrics.get(self.best.metric),
+                     self.best.value, self.best.step)
+        if acc.num_processes > 1:
+            stop = float(acc.reduce(torch.tensor(stop, device=acc.device), "max"))
+        if stop:
+            self.stopped_early = True
+            log.info("early stopping at step %d: %s has not improved for %d evaluations (best %s at step %s)", step,
+                     self.best.metric, t.early_stopping_patience, self.best.value, self.best.step)
+        return bool(stop)
 
     def _stop_requested(self) -> bool:
         flag = 1.0 if self.stop else 0.0
@@ -574,6 +633,14 @@ class _Trainer:
             reason = getattr(err, "strerror", None) or str(err).splitlines()[0]
             raise AdaptkitError(f"{path}: cannot write ({reason}); the last checkpoint is kept, resume with --resume") from None
 
+    def _write_adapter(self, folder: Path, extra: dict[str, Any] | None = None) -> None:
+        """The trained adapter into `folder` (atomically, as `adapter/`), with what eval needs to rebuild it."""
+        p, recipe = self.parts, self.recipe
+        info = {"model": asdict(recipe.model), "task": recipe.task, "language": recipe.language, "prompt": recipe.prompt,
+                **(extra or {})}
+        self._io(folder, lambda: save_adapter(p.model, folder, base=recipe.model.name or f"tiny:{recipe.model.tiny}",
+                                              extra=info, prints=p.frozen))
+
     def _finish(self, seconds: float) -> Summary:
         p, acc, out, recipe = self.parts, self.acc, self.out, self.recipe
         acc.wait_for_everyone()
@@ -582,17 +649,15 @@ class _Trainer:
             changed = moved(p.model, p.frozen)
             if changed:
                 raise RuntimeError(f"frozen weights moved during training: {', '.join(changed[:3])}")
-            self._io(out / "adapter", lambda: save_adapter(
-                p.model, out / "adapter", base=recipe.model.name or f"tiny:{recipe.model.tiny}",
-                extra={"model": asdict(recipe.model), "task": recipe.task, "language": recipe.language, "prompt": recipe.prompt},
-                prints=p.frozen))
+            self._write_adapter(out / "adapter")
             if self.t.merged:
                 self._io(out / "merged", lambda: save_merged(p.model, out / "merged", *p.loaded.save_pretrained_objects()))
         acc.wait_for_everyone()
         last_dev = self._dev_loss() if p.dev_loader is not None else self.last_dev  # on the merged weights where merged
         summary = Summary(steps=self.pos.step, seconds=round(seconds, 3), trainable_parameters=p.report.trainable_total,
                           final_loss=self.loss_value, samples_per_second=round(self.seen / max(seconds, 1e-9), 2), dev_loss=last_dev,
-                          skipped=p.skipped, output_dir=str(out), resumed_from=self.pos.resumed_from, peak_memory_mb=peak_memory_mb())
+                          skipped=p.skipped, output_dir=str(out), resumed_from=self.pos.resumed_from, peak_memory_mb=peak_memory_mb(),
+                          best=self.best.to_dict() if self.best.step is not None else None, stopped_early=self.stopped_early)
         if acc.is_main_process:
             self.writer.close()
             text = json.dumps({**asdict(summary), "report": p.report.to_dict()}, indent=2, ensure_ascii=False) + "\n"
