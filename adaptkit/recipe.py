@@ -145,8 +145,8 @@ class TrainSection:
     """Seed of sampling, initialisation and dropout."""
     eval_every: int = 0
     """Dev loss, and dev scores (eval_samples), every N steps (0: dev loss only at the end, when data.dev is set)."""
-    eval_samples: int = 8
-    """Dev samples (the first N of data.dev) decoded at each eval_every and scored with the task's
+    eval_samples: int = 0
+    """Dev samples (the first N of data.dev; 0, the default, none: decoding is slow on CPU) decoded at each eval_every and scored with the task's
     own metrics by `adaptkit eval`'s code: cpCER / cpWER, WDER, degenerate rate (speaker_asr),
     macro-F1 (turn_tags), F1 (turn_end); logged to metrics.jsonl (`dev_metrics` rows) and
     TensorBoard (`dev/...`). 0: dev loss only. Under several processes the main process decodes
