@@ -22,8 +22,9 @@ from typing import Any, Callable
 from adaptkit.errors import AdaptkitError
 
 CONTROL_TOKEN = re.compile(r"<\|[^|<>]+\|>")
-ANSWER_PREFIX = re.compile(r"^language ([^<\n]*)<asr_text>")
-"""Qwen3-ASR's answer prefix, `language Japanese<asr_text>` (`language None<asr_text>`: no speech)."""
+ANSWER_PREFIX = re.compile(r"^\s*(?:language\s+([^<\n]*))?<asr_text>")
+"""Qwen3-ASR's answer prefix at the start of a text: `language Japanese<asr_text>` (`language None<asr_text>`:
+no speech), or a bare `<asr_text>`. The one definition: manifests, the task and the scorers use it."""
 LANGUAGE_NAMES = {
     "ja": "Japanese", "en": "English", "zh": "Chinese", "ms": "Malay", "ta": "Tamil", "ko": "Korean",
     "de": "German", "fr": "French", "es": "Spanish", "it": "Italian", "pt": "Portuguese", "ru": "Russian",
@@ -51,9 +52,12 @@ def check_language(language: Any, where: str) -> str:
 
 
 def split_answer_prefix(text: str) -> tuple[str | None, str]:
-    """(`Japanese`, transcript) for `language Japanese<asr_text>transcript`; (None, text) without a prefix."""
+    """(`Japanese`, transcript) for `language Japanese<asr_text>transcript`; (None, transcript) for a bare
+    `<asr_text>` prefix; (None, text) without one."""
     m = ANSWER_PREFIX.match(text)
-    return (m.group(1).strip(), text[m.end():]) if m else (None, text)
+    if not m:
+        return None, text
+    return (m.group(1).strip() if m.group(1) else None), text[m.end():]
 
 
 @dataclass

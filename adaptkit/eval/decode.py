@@ -57,7 +57,7 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def _batch(fam: ModuleType, model: nn.Module, tokenizer, feats: list[torch.Tensor], prompts: list[list[int]],
+def _batch(tokenizer, feats: list[torch.Tensor], prompts: list[list[int]],
            device: torch.device, dtype: torch.dtype) -> dict[str, torch.Tensor]:
     """Left-padded prompt ids and right-padded features, on the model's device, features in its dtype."""
     width, frames = max(map(len, prompts)), max(f.shape[-1] for f in feats)
@@ -97,7 +97,7 @@ def decode(model: nn.Module, fam: ModuleType, tokenizer, feature_extractor, samp
                    + (tokenizer(pre, add_special_tokens=False)["input_ids"] if pre else [])
                    for s, f, pre in zip(chunk, feats, prefixes[start:start + batch_size])]
         limits = [length_limit(tokenizer, r) for r in refs]
-        inputs = _batch(fam, model, tokenizer, feats, prompts, param.device, param.dtype)
+        inputs = _batch(tokenizer, feats, prompts, param.device, param.dtype)
         with torch.no_grad():
             result = fam.generate(model, **inputs, max_new_tokens=max(limits), eos_token_id=stop,
                                   pad_token_id=tokenizer.pad_token_id, do_sample=False, output_scores=bool(score_ids),

@@ -102,10 +102,6 @@ def _sid(s: Sample, k: int) -> str:
     return str(s.get("id", f"#{k}"))
 
 
-ASR_PREFIX = ANSWER_PREFIX
-"""Qwen3-ASR's answer prefix (`language Japanese<asr_text>`), stripped from speaker-ASR texts."""
-
-
 def _text(s: Sample, key: str, k: int, source: str | None) -> str:
     v = s[key]
     if not isinstance(v, str):
@@ -155,9 +151,9 @@ def score_speaker_asr(samples: Iterable[Sample], *, allowed_tokens: Iterable[str
     in errors.
     """
     samples = _check_samples(samples, source, ("reference", "hypothesis", "language"))
-    refs = [ASR_PREFIX.sub("", _text(s, "reference", k, source)) for k, s in enumerate(samples)]
-    hyps = [ASR_PREFIX.sub("", _text(s, "hypothesis", k, source)) for k, s in enumerate(samples)]
-    raws = [ASR_PREFIX.sub("", str(s["raw"])) if s.get("raw") is not None else hyps[k] for k, s in enumerate(samples)]
+    refs = [ANSWER_PREFIX.sub("", _text(s, "reference", k, source)) for k, s in enumerate(samples)]
+    hyps = [ANSWER_PREFIX.sub("", _text(s, "hypothesis", k, source)) for k, s in enumerate(samples)]
+    raws = [ANSWER_PREFIX.sub("", str(s["raw"])) if s.get("raw") is not None else hyps[k] for k, s in enumerate(samples)]
     allowed = set(allowed_tokens) if allowed_tokens is not None else {
         t for r in refs for t in CONTROL_TOKEN.findall(r)}
     known = set(known_tokens)

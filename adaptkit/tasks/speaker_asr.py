@@ -6,14 +6,9 @@ its decoding code expects.
 
 from __future__ import annotations
 
-import re
-
-from adaptkit.data.manifest import Sample, language_name
+from adaptkit.data.manifest import ANSWER_PREFIX, Sample, language_name  # noqa: F401  (ANSWER_PREFIX: part of the task)
 
 REQUIRE: tuple[str, ...] = ()
-
-ANSWER_PREFIX = re.compile(r"^\s*(?:language\s+[^<\n]*)?<asr_text>")
-"""What `answer_prefix` writes (`language Japanese<asr_text>`, or a bare `<asr_text>`), at the start of a text."""
 
 
 def check(sample: Sample) -> None:

@@ -88,3 +88,16 @@ def test_a_line_whose_language_and_prefix_disagree_is_one_line_naming_it(hub_qwe
     assert result.exit_code == 2
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and f"{manifest}:1: {message}" in lines[0]
+
+
+@pytest.mark.parametrize("text, language, body", [
+    ("language Japanese<asr_text><|spk_0|> はい", "Japanese", "<|spk_0|> はい"),
+    ("<asr_text><|spk_0|> はい", None, "<|spk_0|> はい"),  # a bare prefix is not trained on twice either
+    ("<|spk_0|> はい", None, "<|spk_0|> はい"),
+])
+def test_the_answer_prefix_is_split_off_once(text, language, body):
+    from adaptkit.data.manifest import split_answer_prefix
+    from adaptkit.tasks import speaker_asr
+
+    assert split_answer_prefix(text) == (language, body)
+    assert speaker_asr.ANSWER_PREFIX.sub("", text) == body
