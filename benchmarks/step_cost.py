@@ -19,7 +19,7 @@ import torch
 from adaptkit.data.batching import collate, encode
 from adaptkit.data.manifest import Sample
 from adaptkit.freeze import apply, train_mode, trainable_parameters
-from adaptkit.models import build_tiny, family
+from adaptkit.models import architecture, build_tiny
 from adaptkit.models.qwen3_asr import tiny_feature_extractor
 from adaptkit.train.step import SpeechLMLoss
 
@@ -58,7 +58,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=10)
     args = parser.parse_args()
     torch.manual_seed(0)
-    fam = family("qwen3_asr")
+    fam = architecture("qwen3_asr")
     model, tok = build_tiny("qwen3_asr", vocab_size=VOCAB)
     model, report = apply(model, {"add_tokens": ["<|spk_0|>", "<|spk_1|>"], "train": ["projector", {"tokens": "added"}]}, tokenizer=tok)
     train_mode(model)

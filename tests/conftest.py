@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -15,3 +16,84 @@ def calls(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("calls")
     generate(SynthConfig(out=out, langs=("en",), n=12, splits=(8, 2, 2), duration=8.0, telephone=True, seed=3, jobs=1))
     return out
+
+
+def _speech_batch(arch, model, tokenizer, feature_extractor, answers=("thank you for calling",), seconds=(1.5, 1.0), seed=0,
+                  system: str = "") -> dict:
+    """A batch of random-noise audio in adaptkit's layout, built through the architecture's own
+    interface (features, prompt, placeholder count) and collated as training collates it."""
+    import numpy as np
+    import torch
+
+    from adaptkit.data.batching import IGNORE, Encoded, collate
+
+    rng = np.random.default_rng(seed)
+    items = []
+    for i, sec in enumerate(seconds):
+        answer = tokenizer(answers[i % len(answers)], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        if feature_extractor is None:  # a text-only model: a short user turn, then the answer
+            prompt = tokenizer("<|im_start|>user\nhello<|im_end|>\n<|im_start|>assistant\n", add_special_tokens=False)["input_ids"]
+            items.append(Encoded(None, prompt + answer, [IGNORE] * len(prompt) + answer, None))
+            continue
+        wave = (0.1 * rng.standard_normal(int(16000 * sec))).astype(np.float32)
+        feats = arch.features(feature_extractor, wave)
+        prompt = arch.prompt_ids(tokenizer, arch.audio_token_count(feats.shape[-1], model), system)
+        items.append(Encoded(None, prompt + answer, [IGNORE] * len(prompt) + answer, feats))
+    batch = collate(items, tokenizer.pad_token_id)
+    batch["index"] = torch.arange(len(items))
+    return batch
+
+
+def _own_inputs(arch, model, batch: dict) -> dict:
+    """An adaptkit batch as the model class's own forward takes it (the names and shapes its
+    processor gives), labels included."""
+    keep = {k: batch[k] for k in ("input_ids", "attention_mask", "labels")}
+    if "input_features" not in batch:
+        return keep
+    if hasattr(arch, "model_inputs"):  # transformers' audio-LLM classes
+        return {**keep, **arch.model_inputs(model, batch["input_features"], batch["feature_attention_mask"])}
+    return {**keep, "input_features": batch["input_features"], "feature_attention_mask": batch["feature_attention_mask"]}
+
+
+def _own_forward(arch, model, batch: dict):
+    """The model class's own forward on an adaptkit batch (loss over every supervised position), the
+    way its users call it (Qwen3-ASR: through `thinker`, the outer class has no forward)."""
+    return (model.thinker if arch.name == "qwen3_asr" else model)(**_own_inputs(arch, model, batch))
+
+
+@pytest.fixture(scope="session")
+def speech_batch():
+    """`speech_batch(arch, model, tokenizer, feature_extractor, answers=..., seconds=...)` -> batch."""
+    return _speech_batch
+
+
+@pytest.fixture(scope="session")
+def own_inputs():
+    """`own_inputs(arch, model, batch)` -> the batch in the class's own input names."""
+    return _own_inputs
+
+
+@pytest.fixture(scope="session")
+def own_forward():
+    """`own_forward(arch, model, batch)` -> the class's own outputs (`.loss`, `.logits`)."""
+    return _own_forward
+
+
+def _two_turns(split: Path, out: Path) -> Path:
+    """A manifest of each call's first two turns (about 4 s each): short samples for tests that
+    train many steps."""
+    rows = []
+    for line in (split / "speaker_asr.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        units = sorted(json.loads((split / f"{row['id']}.json").read_text())["units"], key=lambda u: u["start"])[:2]
+        rows.append({"audio": str(split / row["audio"]), "language": "en", "id": row["id"], "start": units[0]["start"],
+                     "end": max(u["end"] for u in units), "text": " ".join(f"<|{u['speaker']}|> {u['text']}" for u in units)})
+    out.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return out
+
+
+@pytest.fixture(scope="session")
+def short_calls(calls, tmp_path_factory) -> dict[str, Path]:
+    """Manifests of the first two turns of each shared call: train (8 samples) and test_id (2)."""
+    folder = tmp_path_factory.mktemp("short_calls")
+    return {split: _two_turns(calls / split, folder / f"{split}.jsonl") for split in ("train", "test_id")}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from types import ModuleType
 
 import torch
 from torch import nn
@@ -12,6 +11,7 @@ from torch.utils.data import Sampler
 
 from adaptkit.data.audio import load_audio
 from adaptkit.data.manifest import CONTROL_TOKEN, Sample
+from adaptkit.models.base import Architecture
 
 IGNORE = -100
 
@@ -29,19 +29,19 @@ class Encoded:
     """Token ids of the plain transcript (control tokens removed), for an auxiliary CTC loss."""
 
 
-def encode(sample: Sample, family: ModuleType, tokenizer, feature_extractor, target: str, system: str, sample_rate: int,
+def encode(sample: Sample, arch: Architecture, tokenizer, feature_extractor, target: str, system: str, sample_rate: int,
            ctc: bool = False, model: nn.Module | None = None) -> Encoded:
     """Audio -> features; prompt (masked from the loss) + target + eos -> ids and labels.
 
     A text-only sample (no audio) is the target alone, every token supervised. `model` is needed
-    where the placeholder count depends on it (composed models)."""
+    where the placeholder count depends on it (composed models, Voxtral, Granite Speech)."""
     if sample.audio is None:
         ids = tokenizer(target, add_special_tokens=False)["input_ids"]
         return Encoded(sample, ids, list(ids), None)
     wave = load_audio(sample.audio, sample_rate, sample.start, sample.end)
-    feats = family.features(feature_extractor, wave)
-    n_audio = family.audio_token_count(feats.shape[-1], model)
-    prompt = family.prompt_ids(tokenizer, n_audio, sample.prompt or system)
+    feats = arch.features(feature_extractor, wave)
+    n_audio = arch.audio_token_count(feats.shape[-1], model)
+    prompt = arch.prompt_ids(tokenizer, n_audio, sample.prompt or system)
     answer = tokenizer(target, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
     ctc_ids = tokenizer(" ".join(CONTROL_TOKEN.sub(" ", sample.text).split()), add_special_tokens=False)["input_ids"] if ctc else None
     return Encoded(sample, prompt + answer, [IGNORE] * len(prompt) + answer, feats, ctc_ids)

@@ -12,13 +12,13 @@ records whether it ended with eos within its own limit.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from types import ModuleType
 
 import torch
 from torch import nn
 
 from adaptkit.data.audio import load_audio
 from adaptkit.data.manifest import Sample
+from adaptkit.models.base import Architecture
 
 
 @dataclass
@@ -74,7 +74,7 @@ def _batch(tokenizer, feats: list[torch.Tensor], prompts: list[list[int]],
             "input_features": features.to(device=device, dtype=dtype), "feature_attention_mask": fmask.to(device)}
 
 
-def decode(model: nn.Module, fam: ModuleType, tokenizer, feature_extractor, samples: list[Sample], targets: list[str],
+def decode(model: nn.Module, arch: Architecture, tokenizer, feature_extractor, samples: list[Sample], targets: list[str],
            system: str = "", sample_rate: int = 16000, batch_size: int = 8, score_tokens: list[str] = (),
            progress: bool = True, prefixes: list[str] | None = None) -> list[Decoded]:
     """Greedy answers for `samples` on the model's own device and dtype.
@@ -92,14 +92,14 @@ def decode(model: nn.Module, fam: ModuleType, tokenizer, feature_extractor, samp
     bar = tqdm(total=len(samples), desc="decode", disable=not progress, dynamic_ncols=True)
     for start in range(0, len(samples), batch_size):
         chunk, refs = samples[start:start + batch_size], targets[start:start + batch_size]
-        feats = [fam.features(feature_extractor, load_audio(s.audio, sample_rate, s.start, s.end)) for s in chunk]
-        prompts = [fam.prompt_ids(tokenizer, fam.audio_token_count(f.shape[-1], model), s.prompt or system)
+        feats = [arch.features(feature_extractor, load_audio(s.audio, sample_rate, s.start, s.end)) for s in chunk]
+        prompts = [arch.prompt_ids(tokenizer, arch.audio_token_count(f.shape[-1], model), s.prompt or system)
                    + (tokenizer(pre, add_special_tokens=False)["input_ids"] if pre else [])
                    for s, f, pre in zip(chunk, feats, prefixes[start:start + batch_size])]
         limits = [length_limit(tokenizer, r) for r in refs]
         inputs = _batch(tokenizer, feats, prompts, param.device, param.dtype)
         with torch.no_grad():
-            result = fam.generate(model, **inputs, max_new_tokens=max(limits), eos_token_id=stop,
+            result = arch.generate(model, **inputs, max_new_tokens=max(limits), eos_token_id=stop,
                                   pad_token_id=tokenizer.pad_token_id, do_sample=False, output_scores=bool(score_ids),
                                   return_dict_in_generate=True)
         new = result.sequences[:, inputs["input_ids"].shape[1]:].cpu()

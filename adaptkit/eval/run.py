@@ -17,7 +17,7 @@ from adaptkit.data.manifest import Sample, read_manifest
 from adaptkit.errors import AdaptkitError
 from adaptkit.eval.degeneration import tokenizer_control_tokens
 from adaptkit.freeze import load_adapter, read_adapter_config
-from adaptkit.models import Loaded, family, load
+from adaptkit.models import Loaded, load
 from adaptkit.recipe import ModelSection, Recipe, from_dict
 from adaptkit.tasks import task as task_module
 
@@ -86,7 +86,7 @@ def decode_sets(target: Target, manifests: list[str], batch_size: int = 8, limit
     does; without it the model writes the prefix itself, as `transcribe()` with no language."""
     from adaptkit.eval.decode import decode
 
-    fam, tok = family(target.loaded.arch), target.loaded.tokenizer
+    arch, tok = target.loaded.architecture, target.loaded.tokenizer
     tm = task_module(target.task)
     rows = []
     for manifest in manifests:
@@ -101,7 +101,7 @@ def decode_sets(target: Target, manifests: list[str], batch_size: int = 8, limit
         forced = hasattr(tm, "answer_prefix") and force_language
         prefixes = [tm.answer_prefix(s.language or target.language) if forced and (s.language or target.language) else ""
                     for s in samples]
-        out = decode(target.loaded.model, fam, tok, target.loaded.feature_extractor, samples, answers,
+        out = decode(target.loaded.model, arch, tok, target.loaded.feature_extractor, samples, answers,
                      target.prompt, batch_size=batch_size, score_tokens=tags, progress=progress, prefixes=prefixes)
         set_name = Path(manifest).parent.name
         for s, d in zip(samples, out):
@@ -133,7 +133,7 @@ def _end_probabilities(target: Target, samples: list[Sample], set_name: str, pre
     """P(<|im_end|>) after each conversation with its last message left open (the turn-detector seed)."""
     from adaptkit.turn.scorer import EndOfTurnScorer
 
-    scorer = EndOfTurnScorer(family(target.loaded.arch).text_model(target.loaded.model), target.loaded.tokenizer)
+    scorer = EndOfTurnScorer(target.loaded.architecture.text_model(target.loaded.model), target.loaded.tokenizer)
     return [{"id": f"{set_name}/{s.id}" if prefixed else s.id, "set": set_name, "language": s.language or target.language or "",
              "language_pair": s.fields.get("language_pair"), "reference": s.fields["ended"],
              "probability": scorer.start(s.fields["messages"])} for s in samples]

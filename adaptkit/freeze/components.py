@@ -17,37 +17,26 @@ from torch import nn
 from adaptkit.errors import AdaptkitError
 from adaptkit.freeze.spec import COMPONENTS, closest
 
-# class name -> component -> module path(s), as in `model.named_modules()`
-ARCH_MAPS: dict[str, dict[str, str | list[str]]] = {
-    "Qwen3ASRForConditionalGeneration": {
-        "encoder": "thinker.audio_tower",
-        "projector": ["thinker.audio_tower.proj1", "thinker.audio_tower.proj2"],
-        "llm": "thinker.model",
-        "embeddings": "thinker.model.embed_tokens",
-        "lm_head": "thinker.lm_head",
-    },
-    "Qwen2AudioForConditionalGeneration": {
-        "encoder": "audio_tower",
-        "projector": "multi_modal_projector",
-        "llm": "language_model.model",
-        "embeddings": "language_model.model.embed_tokens",
-        "lm_head": "language_model.lm_head",
-    },
-    "VoxtralForConditionalGeneration": {
-        "encoder": "audio_tower",
-        "projector": "multi_modal_projector",
-        "llm": "language_model.model",
-        "embeddings": "language_model.model.embed_tokens",
-        "lm_head": "language_model.lm_head",
-    },
-    "GraniteSpeechForConditionalGeneration": {
-        "encoder": "encoder",
-        "projector": "projector",
-        "llm": "language_model.model",
-        "embeddings": "language_model.model.embed_tokens",
-        "lm_head": "language_model.lm_head",
-    },
-}
+ARCH_MAPS: dict[str, dict[str, str | list[str]]] = {}
+"""Model class name -> component -> module path(s), as in `model.named_modules()`. Filled by the
+architectures of `adaptkit.models` (each declares its own map); this module knows no model."""
+
+
+def register_map(class_name: str, mapping: dict[str, str | list[str]]) -> None:
+    """Declare where the components of models of class `class_name` sit."""
+    ARCH_MAPS[class_name] = dict(mapping)
+
+
+def _arch_map(class_name: str) -> dict[str, str | list[str]] | None:
+    """The registered map of `class_name`; the built-in architectures register when adaptkit.models
+    can be imported (it needs transformers, which `import adaptkit.freeze` does not)."""
+    if class_name not in ARCH_MAPS:
+        try:
+            import adaptkit.models  # noqa: F401  (registers the built-in architectures' maps)
+        except ImportError:
+            pass
+    return ARCH_MAPS.get(class_name)
+
 
 # sub-path aliases: `llm.attention` means every module under the LLM with one of these names
 ALIASES: dict[str, tuple[str, ...]] = {
@@ -244,7 +233,7 @@ def component_map(model: nn.Module, user: dict[str, str | list[str]] | None = No
     `component_paths()`), then the structural fallback for what neither gives; each component
     records where it came from."""
     name = type(model).__name__
-    base, source, kind = ARCH_MAPS.get(name), f"architecture map for {name}", "architecture map"
+    base, source, kind = _arch_map(name), f"architecture map for {name}", "architecture map"
     if base is None and hasattr(model, "component_paths"):  # a model that knows its parts (ComposedSpeechLM)
         base, source, kind = model.component_paths(), f"{name}.component_paths()", "component_paths()"
     if name in ARCH_MAPS:

@@ -55,10 +55,9 @@ class EndOfTurnDetector:
     def from_adapter(cls, path: str, thresholds: Mapping[str, float], **kwargs) -> "EndOfTurnDetector":
         """A detector on a trained turn_end adapter (or recipe, or merged checkpoint)."""
         from adaptkit.eval.run import load_target
-        from adaptkit.models import family
 
         target = load_target(path, "turn_end")
-        return cls(family(target.loaded.arch).text_model(target.loaded.model), target.loaded.tokenizer, thresholds, **kwargs)
+        return cls(target.loaded.architecture.text_model(target.loaded.model), target.loaded.tokenizer, thresholds, **kwargs)
 
     @property
     def model(self) -> str:

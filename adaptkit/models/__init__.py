@@ -1,49 +1,50 @@
-"""Model families: how to load each by name and how to build a tiny random copy offline.
+"""Architectures: one registry of typed `Architecture` objects (see base.py), keyed by name and
+by config.json `model_type`, and `load` for a recipe's `model` section.
 
-Every family module offers:
-  build_tiny(arch, tokenizer, tied, seed, ...) -> model   a random model of the real config class
-  example_batch(arch, model, tokenizer, batch_size, seed) -> dict   a small batch with labels
-  load_pretrained(arch, name, dtype) -> (model, tokenizer, feature extractor, processor)   by hub id or path
-  forward(model, batch) -> outputs   the forward pass (with .loss and .logits) through the module that has one
-
-Families that train (qwen3_asr, composed) also offer the pieces the training loss, the decoder and
-the turn models use:
-  features(fe, wave), prompt_ids(tokenizer, n_audio, system), audio_token_count(frames, model)
-  encode_audio(model, feats, mask) -> per-sample encoder states
-  projected_length(model, states) -> placeholders those states fill; project(model, states) -> rows
-  llm_hidden(model, ids, mask, audio_rows), output_layer(model), text_model(model),
-  audio_token_id(model), generate(model, **kwargs)
+Built in: qwen3_asr (qwen_asr's layout), qwen2_audio, voxtral, granite_speech, qwen2_5_omni_thinker
+(transformers' classes, transformers_audio.py) and composed (any encoder -> projector -> causal LM).
 """
 
 from __future__ import annotations
 
-import importlib
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from types import ModuleType
+from pathlib import Path
 
 import torch
 from huggingface_hub.errors import HFValidationError
 from torch import nn
 
 from adaptkit.errors import AdaptkitError
+from adaptkit.freeze.components import register_map
+from adaptkit.models.base import Architecture
 
-# architecture name -> module that implements it
-FAMILIES: dict[str, str] = {
-    "qwen3_asr": "adaptkit.models.qwen3_asr",
-    "qwen2_audio": "adaptkit.models.hf_speech",
-    "voxtral": "adaptkit.models.hf_speech",
-    "granite_speech": "adaptkit.models.hf_speech",
-    "composed": "adaptkit.models.composed",
-}
+ARCHITECTURES: dict[str, Architecture] = {}
+"""Architecture name -> its implementation."""
+MODEL_TYPES: dict[str, str] = {}
+"""config.json `model_type` -> architecture name."""
 
 
-def family(arch: str) -> ModuleType:
-    """Return the module that implements `arch`, or fail with the list of supported ones."""
-    if arch not in FAMILIES:
-        raise AdaptkitError(f"unknown architecture {arch!r}; supported: {', '.join(sorted(FAMILIES))}")
-    return importlib.import_module(FAMILIES[arch])
+def register(arch: Architecture) -> Architecture:
+    """Make `arch` known to recipes (`model.tiny` / `model.arch`), config.json detection and the
+    freezing DSL's architecture maps. Returns it (usable on an instance at module level)."""
+    if not isinstance(arch, Architecture):
+        raise TypeError(f"register() takes an Architecture instance, not {type(arch).__name__}")
+    ARCHITECTURES[arch.name] = arch
+    for model_type in arch.model_types:
+        MODEL_TYPES[model_type] = arch.name
+    if arch.components is not None and arch.model_class_name:
+        register_map(arch.model_class_name, arch.components)
+    return arch
+
+
+def architecture(name: str) -> Architecture:
+    """The registered architecture `name`, or an error listing the known ones."""
+    if name not in ARCHITECTURES:
+        raise AdaptkitError(f"unknown architecture {name!r}; supported: {', '.join(sorted(ARCHITECTURES))}")
+    return ARCHITECTURES[name]
 
 
 def build_tiny(arch: str, *, tied: bool = False, seed: int = 0, vocab_size: int | None = None, init_std: float | None = None,
@@ -52,27 +53,17 @@ def build_tiny(arch: str, *, tied: bool = False, seed: int = 0, vocab_size: int 
 
     `vocab_size` sets the rows of the embedding and lm_head (default: the tokenizer plus 64 spare
     rows); a real-size vocabulary (151,936) makes the output layer cost what it costs on Qwen3.
-    `init_std` sets the weights' init std (default: the family's choice); `size` picks a preset;
+    `init_std` sets the weights' init std (default: the architecture's); `size` picks a preset;
     `parts` are a composed model's encoder, llm and projector.
     """
-    from adaptkit.models.tokenizer import tiny_tokenizer
-
-    tokenizer = tiny_tokenizer()
-    model = family(arch).build_tiny(arch, tokenizer, tied=tied, seed=seed, vocab_size=vocab_size, init_std=init_std, size=size,
-                                     **parts)
+    impl = architecture(arch)
+    tokenizer = impl.tiny_tokenizer(**parts)
+    model = impl.build_tiny(tokenizer, tied=tied, seed=seed, vocab_size=vocab_size, init_std=init_std, size=size, **parts)
     return model, tokenizer
-
-
-# config.json model_type -> architecture name
-MODEL_TYPES = {"qwen3_asr": "qwen3_asr", "qwen2_audio": "qwen2_audio", "voxtral": "voxtral", "granite_speech": "granite_speech",
-               "adaptkit_composed": "composed"}
 
 
 def _arch_of(name: str) -> str:
     """Read the architecture of a local checkpoint from its config.json."""
-    import json
-    from pathlib import Path
-
     config = Path(name) / "config.json"
     if not config.is_file():
         raise AdaptkitError(f"model.arch: not given, and {name!r} is not a local folder with a config.json; set model.arch")
@@ -84,8 +75,6 @@ def _arch_of(name: str) -> str:
 
 def _check_path(key: str, name: str | None) -> None:
     """A name written as a path (/x, ./x, ../x, ~/x) must be a folder: say so instead of a hub-id error."""
-    from pathlib import Path
-
     if name and name.startswith(("/", "./", "../", "~")) and not Path(name).expanduser().is_dir():
         raise AdaptkitError(f"model.{key}: {name!r} is not a folder (a path, not a hub id)")
 
@@ -101,6 +90,11 @@ class Loaded:
     processor: object | None = None
     """The checkpoint's processor, when it has one (saved with a merged checkpoint)."""
 
+    @property
+    def architecture(self) -> Architecture:
+        """The implementation of `arch`."""
+        return architecture(self.arch)
+
     def save_pretrained_objects(self) -> list:
         """What a merged checkpoint must carry beside the weights so it loads directly."""
         if self.processor is not None:
@@ -110,18 +104,12 @@ class Loaded:
 
 def load(section) -> Loaded:
     """Build what a recipe's `model` section names."""
-    if section.tiny == "composed":
-        from adaptkit.models.composed import tiny_feature_extractor
-
-        model, tokenizer = build_tiny("composed", tied=section.tied, vocab_size=section.vocab_size, init_std=section.init_std,
-                                      size=section.size, encoder=section.encoder, llm=section.llm or "qwen2",
-                                      projector=section.projector)
-        return Loaded("composed", model, tokenizer, tiny_feature_extractor(section.encoder))
     if section.tiny:
+        parts = ({"encoder": section.encoder, "llm": section.llm or "qwen2", "projector": section.projector}
+                 if section.tiny == "composed" else {})
         model, tokenizer = build_tiny(section.tiny, tied=section.tied, vocab_size=section.vocab_size, init_std=section.init_std,
-                                      size=section.size)
-        fe = getattr(family(section.tiny), "tiny_feature_extractor", lambda: None)()
-        return Loaded(section.tiny, model, tokenizer, fe)
+                                      size=section.size, **parts)
+        return Loaded(section.tiny, model, tokenizer, architecture(section.tiny).tiny_feature_extractor(**parts))
     for key in ("name", "encoder", "llm"):
         _check_path(key, getattr(section, key, None))
     arch = section.arch or _arch_of(section.name)
@@ -132,7 +120,7 @@ def load(section) -> Loaded:
         model, tokenizer, fe = compose(section.encoder, section.llm, section.projector, dtype)
         return Loaded(arch, model, tokenizer, fe)
     with loading("name", section.name):
-        model, tokenizer, fe, processor = family(arch).load_pretrained(arch, section.name, dtype)
+        model, tokenizer, fe, processor = architecture(arch).load(section.name, dtype)
     return Loaded(arch, model, tokenizer, fe, processor)
 
 
@@ -145,3 +133,18 @@ def loading(key: str, name: str) -> Iterator[None]:
     except (OSError, HFValidationError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise AdaptkitError(f"model.{key}: cannot load {name!r}: {first}") from None
+
+
+def _register_builtins() -> None:
+    from adaptkit.models.composed import Composed
+    from adaptkit.models.granite_speech import GraniteSpeech
+    from adaptkit.models.qwen2_5_omni import Qwen25OmniThinker
+    from adaptkit.models.qwen2_audio import Qwen2Audio
+    from adaptkit.models.qwen3_asr import Qwen3ASR
+    from adaptkit.models.voxtral import Voxtral
+
+    for arch in (Qwen3ASR(), Qwen2Audio(), Voxtral(), GraniteSpeech(), Qwen25OmniThinker(), Composed()):
+        register(arch)
+
+
+_register_builtins()

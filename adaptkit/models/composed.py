@@ -17,9 +17,9 @@ from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, Pretrained
 
 from adaptkit.errors import AdaptkitError
 from adaptkit.models import projectors
-from adaptkit.models.qwen3_asr import prompt_ids  # noqa: F401  (the same ChatML prompt with audio placeholders)
+from adaptkit.models.base import Architecture, pad_features, scatter_audio
+from adaptkit.models.tokenizer import chatml_prompt
 
-ARCH = "composed"
 AUDIO_TOKENS = ("<|audio_start|>", "<|audio_pad|>", "<|audio_end|>")
 AUDIO_TOKEN = AUDIO_TOKENS[1]
 INPUTS = {"whisper": "mel", "parakeet_encoder": "mel", "wav2vec2": "wave", "hubert": "wave", "wavlm": "wave"}
@@ -108,14 +108,14 @@ class ComposedSpeechLM(PreTrainedModel):
         return self.llm(inputs_embeds=embeds, attention_mask=attention_mask, labels=labels, **kwargs)
 
 
-# --- the family interface (see adaptkit/models/__init__.py) ---------------------------------
+# --- audio ---------------------------------------------------------------------------------
 
 def encoder_type(model: nn.Module) -> str | None:
     """Model type of the encoder, None for a text-only composition."""
     return model.config.encoder["model_type"] if model.config.encoder else None
 
 
-def features(feature_extractor, wave) -> torch.Tensor:
+def _features(feature_extractor, wave) -> torch.Tensor:
     """Encoder input of one 16 kHz waveform, unpadded: (n_mels, frames), or (1, samples) for wave encoders."""
     kind = type(feature_extractor).__name__
     out = feature_extractor(wave, sampling_rate=feature_extractor.sampling_rate, return_attention_mask=True,
@@ -137,33 +137,13 @@ def _encoder_lengths(model: nn.Module, frames: torch.Tensor) -> torch.Tensor:
     return enc._get_feat_extract_output_lengths(frames)
 
 
-def projected_length(model: nn.Module, states: int) -> int:
-    """Rows the projector makes of `states` encoder states."""
-    return model.projector.length(states)
-
-
-def audio_token_count(num_frames: int, model: nn.Module | None = None) -> int:
-    """Audio placeholders for `num_frames` encoder input frames (samples for wave encoders)."""
-    if model is None or model.encoder is None:
-        raise AdaptkitError("composed model: audio needs an encoder (model.encoder)")
-    n = int(_encoder_lengths(model, torch.tensor([num_frames]))[0])
-    return model.projector.length(n)
-
-
 def encode_audio(model: nn.Module, input_features: torch.Tensor, feature_attention_mask: torch.Tensor) -> list[torch.Tensor]:
     """Encoder outputs (before the projector), one (frames, d) tensor per sample."""
     kind, enc = encoder_type(model), model.encoder
     frames = feature_attention_mask.sum(dim=1)
     if kind == "whisper":
-        # Whisper's encoder reads exactly 2 x max_source_positions frames (30 s for real models);
-        # fill the rest with each sample's floor, the value its feature extractor gives silence.
-        expected = 2 * enc.config.max_source_positions
-        if input_features.shape[-1] > expected:
-            raise AdaptkitError(f"audio of {input_features.shape[-1]} frames is longer than the Whisper encoder's {expected}")
-        x = input_features.new_zeros(input_features.shape[0], input_features.shape[1], expected)
-        for i, n in enumerate(frames.tolist()):
-            x[i, :, :n] = input_features[i, :, :n]
-            x[i, :, n:] = input_features[i, :, :n].min()
+        # Whisper reads a fixed window of 2 x max_source_positions frames (30 s in real models)
+        x = pad_features(input_features, feature_attention_mask, 2 * enc.config.max_source_positions)
         hidden = enc(input_features=x).last_hidden_state
     elif kind == "parakeet_encoder":
         hidden = enc(input_features=input_features.transpose(1, 2), attention_mask=feature_attention_mask).last_hidden_state
@@ -173,54 +153,12 @@ def encode_audio(model: nn.Module, input_features: torch.Tensor, feature_attenti
     return [hidden[i, : int(n)] for i, n in enumerate(lengths)]
 
 
-def project(model: nn.Module, states: list[torch.Tensor]) -> torch.Tensor:
-    """The projector on per-sample encoder states; rows of all samples concatenated."""
-    return model.projector(states)
-
-
 def input_embeddings(model: nn.Module, input_ids: torch.Tensor, input_features: torch.Tensor | None = None,
                      feature_attention_mask: torch.Tensor | None = None, audio_embeds: torch.Tensor | None = None) -> torch.Tensor:
     """LLM input embeddings with the projected audio at the placeholders."""
-    embeds = model.llm.get_input_embeddings()(input_ids)
     if audio_embeds is None and input_features is not None:
-        audio_embeds = project(model, encode_audio(model, input_features, feature_attention_mask))
-    if audio_embeds is not None:
-        mask = (input_ids == model.config.audio_token_id).unsqueeze(-1).expand_as(embeds)
-        embeds = embeds.masked_scatter(mask, audio_embeds.to(embeds.dtype))
-    return embeds
-
-
-def llm_hidden(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, audio_embeds: torch.Tensor | None) -> torch.Tensor:
-    """Last hidden states of the LLM with the audio embeddings placed at the placeholders (none: text only)."""
-    embeds = input_embeddings(model, input_ids, audio_embeds=audio_embeds)
-    return model.llm.base_model(inputs_embeds=embeds, attention_mask=attention_mask, use_cache=False).last_hidden_state
-
-
-def generate(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, input_features: torch.Tensor | None = None,
-             feature_attention_mask: torch.Tensor | None = None, **kwargs):
-    """Greedy generation by the LLM from the embedded prompt; sequences start with `input_ids`."""
-    embeds = input_embeddings(model, input_ids, input_features, feature_attention_mask)
-    return model.llm.generate(input_ids=input_ids, inputs_embeds=embeds, attention_mask=attention_mask, **kwargs)
-
-
-def text_model(model: nn.Module) -> nn.Module:
-    """The causal LM that reads text alone (for the end-of-turn scorer)."""
-    return model.llm
-
-
-def audio_token_id(model: nn.Module) -> int:
-    """Id of the audio placeholder token."""
-    return model.config.audio_token_id
-
-
-def output_layer(model: nn.Module) -> nn.Module:
-    """The lm_head (possibly wrapped by peft)."""
-    return model.llm.get_output_embeddings()
-
-
-def forward(model: nn.Module, batch: dict[str, torch.Tensor]):
-    """Forward one batch (see ComposedSpeechLM.forward)."""
-    return model(**batch)
+        audio_embeds = model.projector(encode_audio(model, input_features, feature_attention_mask))
+    return scatter_audio(model.llm.get_input_embeddings()(input_ids), input_ids, model.config.audio_token_id, audio_embeds)
 
 
 # --- building ------------------------------------------------------------------------------
@@ -251,7 +189,7 @@ def tiny_feature_extractor(encoder: str | None = "whisper"):
     return Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, do_normalize=True, return_attention_mask=True)
 
 
-def build_tiny(arch: str, tokenizer, tied: bool = False, seed: int = 0, vocab_size: int | None = None,
+def build_tiny_model(tokenizer, tied: bool = False, seed: int = 0, vocab_size: int | None = None,
                init_std: float | None = None, size: str = "tiny", encoder: str | None = "whisper", llm: str = "qwen2",
                projector: dict | None = None) -> nn.Module:
     """A random composition: a tiny `encoder` (see TINY_ENCODERS; None for text only), a projector and
@@ -317,36 +255,66 @@ def compose(encoder: str | None, llm: str, projector: dict | None = None, dtype:
     return model, tokenizer, fe
 
 
-def load_pretrained(arch: str, name: str, dtype: torch.dtype = torch.float32):
-    """Reload a saved composition (a merged checkpoint). Returns (model, tokenizer, feature extractor, None)."""
-    from transformers import AutoFeatureExtractor, AutoTokenizer
+class Composed(Architecture):
+    """Any transformers audio encoder -> a projector -> any causal LM (`ComposedSpeechLM`)."""
 
-    model = ComposedSpeechLM.from_pretrained(name, dtype=dtype)
-    fe = AutoFeatureExtractor.from_pretrained(name) if model.encoder is not None else None
-    return model, AutoTokenizer.from_pretrained(name), fe, None
+    name = "composed"
+    model_types = ("adaptkit_composed",)
+    model_class_name = None  # the model knows its parts: ComposedSpeechLM.component_paths()
 
+    def build_tiny(self, tokenizer, *, tied=False, seed=0, vocab_size=None, init_std=None, size="tiny", encoder="whisper",
+                   llm="qwen2", projector=None, **parts) -> nn.Module:
+        return build_tiny_model(tokenizer, tied, seed, vocab_size, init_std, size, encoder, llm or "qwen2", projector)
 
-def example_batch(arch: str, model: nn.Module, tokenizer, batch_size: int = 2, seed: int = 0,
-                  answers: list[str] | None = None, num_frames: int = 200) -> dict[str, torch.Tensor]:
-    """A random batch in the ChatML prompt layout, with labels on the answer."""
-    g = torch.Generator().manual_seed(seed)
-    kind = encoder_type(model)
-    rows_in = 1 if kind is not None and INPUTS[kind] == "wave" else model.encoder.config.num_mel_bins if kind else 0
-    frames = num_frames * 160 if rows_in == 1 else num_frames
-    n_audio = audio_token_count(frames, model) if kind else 0
-    prompt = prompt_ids(tokenizer, n_audio) if kind else tokenizer("<|im_start|>user\nhello<|im_end|>\n<|im_start|>assistant\n")["input_ids"]
-    answers = answers or ["hello order"]
-    ids = lambda s: tokenizer(s, add_special_tokens=False)["input_ids"]  # noqa: E731
-    rows = [prompt + ids(answers[i % len(answers)]) + [tokenizer.eos_token_id] for i in range(batch_size)]
-    width = max(len(r) for r in rows)
-    input_ids = torch.tensor([r + [tokenizer.pad_token_id] * (width - len(r)) for r in rows])
-    labels = torch.tensor([[-100] * len(prompt) + r[len(prompt):] + [-100] * (width - len(r)) for r in rows])
-    batch = {"input_ids": input_ids, "attention_mask": (labels != -100).long() | (torch.arange(width) < len(prompt)).long(),
-             "labels": labels}
-    if kind:
-        batch["input_features"] = torch.randn(batch_size, rows_in, frames, generator=g)
-        batch["feature_attention_mask"] = torch.ones(batch_size, frames, dtype=torch.long)
-    return batch
+    def tiny_feature_extractor(self, encoder: str | None = "whisper", **parts):
+        return tiny_feature_extractor(encoder)
+
+    def load(self, name: str, dtype: torch.dtype = torch.float32):
+        """Reload a saved composition (a merged checkpoint)."""
+        from transformers import AutoFeatureExtractor, AutoTokenizer
+
+        model = ComposedSpeechLM.from_pretrained(name, dtype=dtype)
+        fe = AutoFeatureExtractor.from_pretrained(name) if model.encoder is not None else None
+        return model, AutoTokenizer.from_pretrained(name), fe, None
+
+    def features(self, feature_extractor, wave) -> torch.Tensor:
+        return _features(feature_extractor, wave)
+
+    def prompt_ids(self, tokenizer, n_audio: int, system: str = "") -> list[int]:
+        return chatml_prompt(tokenizer, n_audio, system)
+
+    def audio_token_count(self, num_frames: int, model: nn.Module | None = None) -> int:
+        """Placeholders for `num_frames` encoder input frames (samples for wave encoders)."""
+        if model is None or model.encoder is None:
+            raise AdaptkitError("composed model: audio needs an encoder (model.encoder)")
+        return model.projector.length(int(_encoder_lengths(model, torch.tensor([num_frames]))[0]))
+
+    def audio_token_id(self, model: nn.Module) -> int:
+        return model.config.audio_token_id
+
+    def encode_audio(self, model, features, mask) -> list[torch.Tensor]:
+        return encode_audio(model, features, mask)
+
+    def projected_length(self, model: nn.Module, states: int) -> int:
+        return model.projector.length(states)
+
+    def project(self, model: nn.Module, states: list[torch.Tensor]) -> torch.Tensor:
+        return model.projector(states)
+
+    def llm_hidden(self, model, input_ids, attention_mask, audio_embeds) -> torch.Tensor:
+        embeds = input_embeddings(model, input_ids, audio_embeds=audio_embeds)
+        return model.llm.base_model(inputs_embeds=embeds, attention_mask=attention_mask, use_cache=False).last_hidden_state
+
+    def output_layer(self, model: nn.Module) -> nn.Module:
+        return model.llm.get_output_embeddings()
+
+    def text_model(self, model: nn.Module) -> nn.Module:
+        return model.llm
+
+    def generate(self, model, input_ids, attention_mask, input_features=None, feature_attention_mask=None, **kwargs):
+        """By the LLM from the embedded prompt."""
+        embeds = input_embeddings(model, input_ids, input_features, feature_attention_mask)
+        return model.llm.generate(input_ids=input_ids, inputs_embeds=embeds, attention_mask=attention_mask, **kwargs)
 
 
 def register() -> None:

@@ -97,7 +97,7 @@ def save_qwen3_asr_checkpoint(out: str | Path, seed: int = 0, tied: bool = False
     tokenizer = qwen3_asr_tokenizer()
     processor = processor_cls(feature_extractor=qwen3_asr.tiny_feature_extractor(), tokenizer=tokenizer,
                               chat_template=CHAT_TEMPLATE)
-    model = qwen3_asr.build_tiny(qwen3_asr.ARCH, tokenizer, tied=tied, seed=seed, vocab_size=VOCAB_ROWS, init_std=init_std)
+    model = qwen3_asr.build_tiny_model(tokenizer, tied=tied, seed=seed, vocab_size=VOCAB_ROWS, init_std=init_std)
     model.generation_config = GenerationConfig(eos_token_id=EOS_IDS, pad_token_id=EOS_IDS[1], do_sample=False)
     model.save_pretrained(out, safe_serialization=True)
     processor.save_pretrained(out)

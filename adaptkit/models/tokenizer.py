@@ -59,3 +59,13 @@ def tiny_tokenizer(vocab_size: int = 1024, special_tokens: list[str] | None = No
     tok.eos_token = "<|im_end|>" if "<|im_end|>" in specials else specials[0]
     tok.pad_token = "<|endoftext|>" if "<|endoftext|>" in specials else specials[0]
     return tok
+
+
+def chatml_prompt(tokenizer, n_audio: int, system: str = "") -> list[int]:
+    """Qwen3-ASR's chat prompt (what its chat template renders; composed models use it too): system
+    context, a user turn holding `n_audio` placeholders between `<|audio_start|>` and `<|audio_end|>`,
+    then the assistant start. Written out because tiny tokenizers carry no template; a test renders
+    the hub-shaped checkpoint's own template and compares."""
+    text = (f"<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n<|audio_start|>" + "<|audio_pad|>" * n_audio
+            + "<|audio_end|><|im_end|>\n<|im_start|>assistant\n")
+    return tokenizer(text, add_special_tokens=False)["input_ids"]

@@ -27,7 +27,7 @@ from adaptkit.data.sampling import downsample, filter_samples, sample_weights
 from adaptkit.errors import AdaptkitError
 from adaptkit.freeze import apply, fingerprint, moved, save_adapter, save_merged, train_mode, trainable_parameters
 from adaptkit.freeze.adapters import adapter_state
-from adaptkit.models import family, load
+from adaptkit.models import load
 from adaptkit.recipe import Recipe, blame, inside
 from adaptkit.tasks import task as task_module
 from adaptkit.train import checkpoint
@@ -39,7 +39,6 @@ from adaptkit.train.scoring import Best, best_metric, dev_metrics
 from adaptkit.train.step import SpeechLMLoss, encoder_trains
 
 log = logging.getLogger("adaptkit")
-TRAINABLE_ARCHS = ("qwen3_asr", "composed")
 
 
 @dataclass
@@ -289,9 +288,7 @@ def _build(recipe: Recipe, out: Path) -> _Parts:
     accelerator = Accelerator(mixed_precision=t.precision, split_batches=True)
     set_seed(t.seed)
     loaded = load(recipe.model)
-    if loaded.arch not in TRAINABLE_ARCHS:
-        raise AdaptkitError(f"model: training supports {', '.join(TRAINABLE_ARCHS)} so far; {loaded.arch} has freezing, adapters and merging only")
-    fam, tok = family(loaded.arch), loaded.tokenizer
+    arch, tok = loaded.architecture, loaded.tokenizer
     model, report = apply(loaded.model, recipe.freeze, tokenizer=tok)
     frozen = fingerprint(model)
     allowed = set(report.token_rows) | set(recipe.new_tokens.tokens if recipe.new_tokens else [])
@@ -303,14 +300,14 @@ def _build(recipe: Recipe, out: Path) -> _Parts:
     dev_samples = _read(recipe, dev_path, allowed, training=False)[0] if dev_path else []
     if skipped:
         log.warning("skipped %d bad samples (data.on_bad_sample: skip), first: %s", len(skipped), skipped[0])
-    sampler, loader, dev_loader, length = _loaders(recipe, loaded, fam, samples, dev_samples)
+    sampler, loader, dev_loader, length = _loaders(recipe, loaded, samples, dev_samples)
     trains_encoder = encoder_trains(model)
     ctc_head = _ctc_head(recipe, model, trains_encoder)
     weights_by_token = _token_weights(recipe, tok)
     cache_for = _cache_factory(recipe, out, model, frozen, trains_encoder)
-    module = SpeechLMLoss(model, fam, trains_encoder, weights_by_token, cache_for(samples), [s.where for s in samples],
+    module = SpeechLMLoss(model, arch, trains_encoder, weights_by_token, cache_for(samples), [s.where for s in samples],
                           ctc_head, t.ctc_weight)
-    dev_module = SpeechLMLoss(model, fam, trains_encoder, weights_by_token, cache_for(dev_samples), [s.where for s in dev_samples])
+    dev_module = SpeechLMLoss(model, arch, trains_encoder, weights_by_token, cache_for(dev_samples), [s.where for s in dev_samples])
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     named += [(f"ctc_head.{n}", p) for n, p in ctc_head.named_parameters()] if ctc_head is not None else []
     params = [p for _, p in named]
@@ -339,12 +336,12 @@ def total_steps(recipe: Recipe, batches_per_epoch: int) -> int:
     return math.ceil(t.epochs * per_epoch)
 
 
-def _loaders(recipe: Recipe, loaded, fam, samples: list[Sample], dev_samples: list[Sample]):
+def _loaders(recipe: Recipe, loaded, samples: list[Sample], dev_samples: list[Sample]):
     t, tok = recipe.train, loaded.tokenizer
     target = task_module(recipe.task).target
 
     def encode_one(s: Sample) -> Encoded:
-        return encode(s, fam, tok, loaded.feature_extractor, target(s, recipe.language), recipe.prompt, recipe.data.sample_rate,
+        return encode(s, loaded.architecture, tok, loaded.feature_extractor, target(s, recipe.language), recipe.prompt, recipe.data.sample_rate,
                       ctc=t.ctc_weight > 0, model=loaded.model)
 
     def length(s: Sample) -> int:  # the bucketing key: centiseconds of audio, or characters of text

@@ -10,14 +10,13 @@
 
 from __future__ import annotations
 
-from types import ModuleType
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from adaptkit.data.batching import IGNORE
 from adaptkit.errors import AdaptkitError
+from adaptkit.models.base import Architecture
 
 
 class SpeechLMLoss(nn.Module):
@@ -27,13 +26,13 @@ class SpeechLMLoss(nn.Module):
     maps dataset index -> encoder states (a dict or an `EncoderCache`); None recomputes them.
     """
 
-    def __init__(self, model: nn.Module, family: ModuleType, encoder_trains: bool,
+    def __init__(self, model: nn.Module, arch: Architecture, encoder_trains: bool,
                  token_weights: dict[int, float] | None = None, cache=None,
                  where: list[str] | None = None, ctc_head: nn.Linear | None = None, ctc_weight: float = 0.0):
         super().__init__()
         self.ctc_head, self.ctc_weight = ctc_head, ctc_weight
         self.model = model
-        self.family = family
+        self.arch = arch
         self.encoder_trains = encoder_trains
         self.token_weights = token_weights or {}
         self.cache = cache
@@ -45,12 +44,12 @@ class SpeechLMLoss(nn.Module):
         feats, mask, index = batch["input_features"], batch["feature_attention_mask"], batch["index"].tolist()
         feats = feats.to(self.input_dtype)  # features are float32; a bfloat16 encoder wants its own dtype
         if self.encoder_trains:
-            return self.family.encode_audio(self.model, feats, mask)
+            return self.arch.encode_audio(self.model, feats, mask)
         out: list[torch.Tensor | None] = [self.cache.get(i) if self.cache is not None else None for i in index]
         todo = [k for k, x in enumerate(out) if x is None]
         if todo:
             with torch.no_grad():
-                fresh = self.family.encode_audio(self.model, feats[todo], mask[todo])
+                fresh = self.arch.encode_audio(self.model, feats[todo], mask[todo])
             for k, states in zip(todo, fresh):
                 out[k] = states
                 if self.cache is not None:
@@ -70,7 +69,7 @@ class SpeechLMLoss(nn.Module):
         It makes a from-scratch Speech-LLM listen: with cross-entropy alone a small model trained on
         CPU learns the text prior and ignores the audio (measured here: CER near 80% after 20 minutes
         with cross-entropy alone, 12% after 5 with CTC weight 0.5)."""
-        counts = (batch["input_ids"] == self.family.audio_token_id(self.model)).sum(dim=1)
+        counts = (batch["input_ids"] == self.arch.audio_token_id(self.model)).sum(dim=1)
         per_sample = torch.split(audio, counts.tolist())
         logits = nn.utils.rnn.pad_sequence(per_sample, batch_first=True)
         log_probs = F.log_softmax(self.ctc_head(logits).float(), dim=-1).transpose(0, 1)
@@ -83,10 +82,10 @@ class SpeechLMLoss(nn.Module):
 
     def language_model_loss(self, batch: dict, audio: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """Weighted cross-entropy sum and weight sum at the supervised positions."""
-        hidden = self.family.llm_hidden(self.model, batch["input_ids"], batch["attention_mask"], audio)
+        hidden = self.arch.llm_hidden(self.model, batch["input_ids"], batch["attention_mask"], audio)
         targets = batch["labels"][:, 1:]
         chosen = targets != IGNORE
-        logits = self.family.output_layer(self.model)(hidden[:, :-1][chosen])
+        logits = self.arch.logits(self.model, hidden[:, :-1][chosen])
         targets = targets[chosen]
         losses = F.cross_entropy(logits.float(), targets, reduction="none")
         weights = self.target_weights(targets)
@@ -107,14 +106,14 @@ class SpeechLMLoss(nn.Module):
     def audio_embeddings(self, batch: dict) -> torch.Tensor:
         """Projected audio states of the batch, after checking each sample's placeholder count."""
         states = self.audio_states(batch)
-        placeholders = (batch["input_ids"] == self.family.audio_token_id(self.model)).sum(dim=1).tolist()
+        placeholders = (batch["input_ids"] == self.arch.audio_token_id(self.model)).sum(dim=1).tolist()
         for k, (s, n) in enumerate(zip(states, placeholders)):
-            rows = self.family.projected_length(self.model, s.shape[0])  # a projector may shorten the sequence
+            rows = self.arch.projected_length(self.model, s.shape[0])  # a projector may shorten the sequence
             if rows != n:
                 i = int(batch["index"][k])
                 where = self.where[i] if i < len(self.where) else f"sample {i}"
                 raise AdaptkitError(f"{where}: {n} audio placeholders but the encoder and projector give {rows}")
-        return self.family.project(self.model, states)
+        return self.arch.project(self.model, states)
 
 
 def encoder_trains(model: nn.Module) -> bool:

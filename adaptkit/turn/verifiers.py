@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from adaptkit.models import family
 from adaptkit.tasks.turn_tags import TAGS
 
 SAMPLE_RATE = 16000
@@ -22,7 +21,7 @@ class TagVerifier:
 
     def __init__(self, target, context: float = 8.0) -> None:
         self.target, self.context = target, context
-        self.fam = family(target.loaded.arch)
+        self.arch = target.loaded.architecture
         tok = target.loaded.tokenizer
         self.tag_ids = tok.convert_tokens_to_ids([TAGS["complete"], TAGS["incomplete"], TAGS["backchannel"]])
         target.loaded.model.eval()
@@ -34,13 +33,13 @@ class TagVerifier:
     def __call__(self, audio: np.ndarray, end: float) -> float:
         if len(audio) < SAMPLE_RATE // 10:  # nothing said yet
             return 0.0
-        fam, loaded = self.fam, self.target.loaded
+        arch, loaded = self.arch, self.target.loaded
         model, tok = loaded.model, loaded.tokenizer
-        feats = fam.features(loaded.feature_extractor, audio[-int(self.context * SAMPLE_RATE):])
-        ids = fam.prompt_ids(tok, fam.audio_token_count(feats.shape[-1], model), self.target.prompt)
-        states = fam.encode_audio(model, feats[None], torch.ones(1, feats.shape[-1], dtype=torch.long))
-        hidden = fam.llm_hidden(model, torch.tensor([ids]), torch.ones(1, len(ids), dtype=torch.long), fam.project(model, states))
-        probs = torch.softmax(fam.output_layer(model)(hidden[:, -1]).float()[0, self.tag_ids], dim=-1)
+        feats = arch.features(loaded.feature_extractor, audio[-int(self.context * SAMPLE_RATE):])
+        ids = arch.prompt_ids(tok, arch.audio_token_count(feats.shape[-1], model), self.target.prompt)
+        states = arch.encode_audio(model, feats[None], torch.ones(1, feats.shape[-1], dtype=torch.long))
+        hidden = arch.llm_hidden(model, torch.tensor([ids]), torch.ones(1, len(ids), dtype=torch.long), arch.project(model, states))
+        probs = torch.softmax(arch.logits(model, hidden[:, -1]).float()[0, self.tag_ids], dim=-1)
         return float(1.0 - probs[1])
 
 
@@ -55,7 +54,7 @@ class EndOfTurnVerifier:
         from adaptkit.turn.scorer import EndOfTurnScorer
 
         loaded = target.loaded
-        self.scorer = EndOfTurnScorer(family(loaded.arch).text_model(loaded.model), loaded.tokenizer)
+        self.scorer = EndOfTurnScorer(loaded.architecture.text_model(loaded.model), loaded.tokenizer)
         self.units: list[dict] = []
         self.sep = " "
 

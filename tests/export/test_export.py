@@ -16,7 +16,7 @@ from adaptkit.cli import main
 from adaptkit.errors import AdaptkitError
 from adaptkit.export import export
 from adaptkit.freeze import apply, report, save_adapter, train_mode, trainable_parameters
-from adaptkit.models import build_tiny, family
+from adaptkit.models import architecture, build_tiny
 
 SPK = ["<|spk_0|>", "<|spk_1|>"]
 LORA = {"target": "llm.attention", "r": 4, "alpha": 8}
@@ -28,32 +28,40 @@ SPECS = {
 STD = 0.02
 
 
-def trained_adapter(tmp_path, arch: str, spec: dict, tied: bool = False, **section):
+@pytest.fixture
+def fx(speech_batch, own_inputs, own_forward) -> dict:
+    """The shared batch helpers, passed on to `trained_adapter`."""
+    return {"speech_batch": speech_batch, "own_inputs": own_inputs, "own_forward": own_forward}
+
+
+def trained_adapter(tmp_path, arch: str, spec: dict, tied: bool = False, *, speech_batch, own_inputs, own_forward, **section):
     """A tiny model trained 2 steps under `spec`, saved as an adapter that names its base; returns
     (adapter folder, the batch, the trained logits)."""
     model, tok = build_tiny(arch, tied=tied, init_std=STD, **section)
     model, _ = apply(model, spec, tokenizer=tok)
-    batch = family(arch).example_batch(arch, model, tok, batch_size=2, answers=["<|spk_0|> thank you <|spk_1|> order"])
+    impl = architecture(arch)
+    fe = impl.tiny_feature_extractor(**{k: v for k, v in section.items() if k == "encoder"})
+    batch = speech_batch(impl, model, tok, fe, answers=["<|spk_0|> thank you <|spk_1|> order"], seconds=(1.5, 1.0))
     train_mode(model)
     opt = torch.optim.AdamW(trainable_parameters(model), lr=1e-2)
     for _ in range(2):
-        family(arch).forward(model, batch).loss.backward()
+        own_forward(impl, model, batch).loss.backward()
         opt.step()
         opt.zero_grad()
     model.eval()
     with torch.no_grad():
-        want = family(arch).forward(model, batch).logits
+        want = own_forward(impl, model, batch).logits
     model_section = {"tiny": arch, "tied": tied, "init_std": STD, **section}
     folder = save_adapter(model, tmp_path / "run" / "adapter", base=f"tiny:{arch}",
                           extra={"model": model_section, "task": "speaker_asr", "language": "en", "prompt": ""})
-    return folder, batch, want, model
+    return folder, own_inputs(impl, model, batch), want, model
 
 
 @pytest.mark.parametrize("arch,tied,spec", [("qwen3_asr", True, "projector+lora+tokens"),
                                             ("composed", False, "projector+lora+tokens"), ("qwen2_audio", True, "lora+tokens")])
-def test_a_peft_folder_loads_with_peft_on_a_fresh_base_and_gives_the_trained_logits(tmp_path, arch, tied, spec):
+def test_a_peft_folder_loads_with_peft_on_a_fresh_base_and_gives_the_trained_logits(tmp_path, arch, tied, spec, fx):
     section = {"encoder": "whisper"} if arch == "composed" else {}
-    folder, batch, want, _ = trained_adapter(tmp_path, arch, SPECS[spec], tied, **section)
+    folder, batch, want, _ = trained_adapter(tmp_path, arch, SPECS[spec], tied, **fx, **section)
     result = export(folder, tmp_path / "peft", "peft")
     config = json.loads((tmp_path / "peft" / "adapter_config.json").read_text())
     assert config["peft_type"] == "LORA" and config["trainable_token_indices"]
@@ -71,9 +79,9 @@ def test_a_peft_folder_loads_with_peft_on_a_fresh_base_and_gives_the_trained_log
     assert set(tok.convert_tokens_to_ids(SPK)) <= set(rows)
 
 
-def test_a_grown_vocabulary_loads_after_the_resize_the_note_names(tmp_path):  # also: Qwen3-ASR untied
+def test_a_grown_vocabulary_loads_after_the_resize_the_note_names(tmp_path, fx):  # also: Qwen3-ASR untied
     full = len(build_tiny("qwen3_asr")[1])  # no spare rows: the new tokens grow the matrices
-    folder, batch, want, model = trained_adapter(tmp_path, "qwen3_asr", SPECS["lora+tokens"], vocab_size=full)
+    folder, batch, want, model = trained_adapter(tmp_path, "qwen3_asr", SPECS["lora+tokens"], vocab_size=full, **fx)
     rows = model.thinker.model.embed_tokens.weight.shape[0]
     assert rows > full
     result = export(folder, tmp_path / "peft", "peft")
@@ -85,9 +93,9 @@ def test_a_grown_vocabulary_loads_after_the_resize_the_note_names(tmp_path):  # 
         assert (loaded(**batch).logits - want).abs().max().item() <= 1e-5
 
 
-def test_the_turn_end_lora_adapter_loads_on_the_plain_causal_lm(tmp_path):
+def test_the_turn_end_lora_adapter_loads_on_the_plain_causal_lm(tmp_path, fx):
     folder, batch, want, _ = trained_adapter(tmp_path, "composed", {"lora": {"target": "llm", "r": 4, "alpha": 8}},
-                                             encoder=None, llm="qwen3")
+                                             encoder=None, llm="qwen3", **fx)
     result = export(folder, tmp_path / "peft", "peft")
     config = json.loads((tmp_path / "peft" / "adapter_config.json").read_text())
     assert config["task_type"] == "CAUSAL_LM" and not config["trainable_token_indices"] and not config["modules_to_save"]
@@ -100,8 +108,8 @@ def test_the_turn_end_lora_adapter_loads_on_the_plain_causal_lm(tmp_path):
     assert (got - want).abs().max().item() <= 1e-5
 
 
-def test_peft_refuses_an_adapter_without_lora_in_one_line_and_the_cli_exits_2(tmp_path):
-    folder, *_ = trained_adapter(tmp_path, "qwen3_asr", SPECS["projector+tokens"])
+def test_peft_refuses_an_adapter_without_lora_in_one_line_and_the_cli_exits_2(tmp_path, fx):
+    folder, *_ = trained_adapter(tmp_path, "qwen3_asr", SPECS["projector+tokens"], **fx)
     with pytest.raises(AdaptkitError, match=r"^export --to peft: a PEFT folder holds a LoRA adapter and this one has no LoRA "
                                             r"\(it trains token rows, projector in full\); export --to merged or --to hub-folder$"):
         export(folder, tmp_path / "peft", "peft")
@@ -123,10 +131,10 @@ def _close(cell: str, value) -> bool:
     return abs(float(cell) - value) <= 1e-3 * max(1.0, abs(value))
 
 
-def test_the_hub_folder_holds_the_merged_checkpoint_and_a_card_from_the_runs_own_files(tmp_path):
+def test_the_hub_folder_holds_the_merged_checkpoint_and_a_card_from_the_runs_own_files(tmp_path, fx):
     from adaptkit.eval.report import Report
 
-    folder, batch, want, model = trained_adapter(tmp_path, "qwen3_asr", SPECS["lora+tokens"])
+    folder, batch, want, model = trained_adapter(tmp_path, "qwen3_asr", SPECS["lora+tokens"], **fx)
     run = folder.parent
     summary = {"steps": 3, "seconds": 1.25, "trainable_parameters": report(model).trainable_total, "final_loss": 2.5,
                "samples_per_second": 4.8, "dev_loss": 2.75, "report": report(model).to_dict()}
@@ -144,7 +152,7 @@ def test_the_hub_folder_holds_the_merged_checkpoint_and_a_card_from_the_runs_own
     hub = run / "hub_folder"
     merged = type(model).from_pretrained(hub).eval()
     with torch.no_grad():
-        assert (family("qwen3_asr").forward(merged, batch).logits - want).abs().max().item() <= 1e-5
+        assert (merged.thinker(**batch).logits - want).abs().max().item() <= 1e-5
     card = (hub / "README.md").read_text()
     saved = json.loads((folder / "eval" / "report.json").read_text())
     for heading, rows in (("### Headline", saved["headline"]), ("### Degeneration rates", saved["sections"][0]["rows"])):

@@ -8,19 +8,25 @@ import torch
 from adaptkit.errors import AdaptkitError
 from adaptkit.freeze import apply, fingerprint, merge, save_merged, train_mode, trainable_parameters
 from adaptkit.freeze.spec import STRATEGIES
-from adaptkit.models import build_tiny, family
+from adaptkit.models import architecture, build_tiny
 from adaptkit.recipe import Recipe
 
-fam = family("composed")
+fam = architecture("composed")
+
+
+def _batch(speech_batch, model, tok, seconds=(2.0, 2.0), answers=("hello order",)):
+    """Random audio through the composed architecture's own features and prompt."""
+    encoder = model.config.encoder["model_type"] if model.config.encoder else None
+    return speech_batch(fam, model, tok, fam.tiny_feature_extractor(encoder), answers=list(answers), seconds=seconds)
 ENCODERS = ("whisper", "wav2vec2", "parakeet_encoder")
 
 
 @pytest.mark.parametrize("encoder", ENCODERS)
 @pytest.mark.parametrize("projector", ["linear", "conv_transformer"])
-def test_a_batch_gives_each_samples_rows_and_the_counted_placeholders(encoder, projector):
+def test_a_batch_gives_each_samples_rows_and_the_counted_placeholders(encoder, projector, speech_batch, own_forward):
     model, tok = build_tiny("composed", encoder=encoder, llm="qwen2", projector={"type": projector, "heads": 4})
     model.eval()
-    batch = fam.example_batch("composed", model, tok, batch_size=2, num_frames=300)
+    batch = _batch(speech_batch, model, tok, seconds=(3.0, 3.0))
     feats, mask = batch["input_features"], batch["feature_attention_mask"].clone()
     short = mask.shape[1] * 2 // 3
     mask[1, short:] = 0
@@ -35,7 +41,7 @@ def test_a_batch_gives_each_samples_rows_and_the_counted_placeholders(encoder, p
     if projector == "conv_transformer":  # stride 2
         assert n_short == (both[1].shape[0] - 1) // 2 + 1
     torch.testing.assert_close(rows_both[n_long:], rows_alone, atol=1e-5, rtol=1e-5)
-    loss = fam.forward(model, batch).loss
+    loss = own_forward(fam, model, batch).loss
     assert torch.isfinite(loss) and loss > 0
 
 
@@ -46,18 +52,18 @@ def test_a_batch_gives_each_samples_rows_and_the_counted_placeholders(encoder, p
     ("projector_and_tokens", {"projector", "embeddings", "lm_head"}, {"encoder", "llm"}),
     ("llm_lora_and_projector", {"projector", "lora"}, {"encoder", "llm", "embeddings", "lm_head"}),
 ])
-def test_the_seeds_freeze_strategies_are_plain_specs(name, trains, frozen):
+def test_the_seeds_freeze_strategies_are_plain_specs(name, trains, frozen, speech_batch, own_forward):
     model, tok = build_tiny("composed", encoder="parakeet_encoder", llm="qwen2", projector={"type": "conv_transformer", "heads": 4})
     spec = {"strategy": name} | ({"add_tokens": ["<COMPLETE>", "<INCOMPLETE>"]} if name == "projector_and_tokens" else {})
     model, report = apply(model, spec, tokenizer=tok)
     train_mode(model)  # as the training loop: a frozen encoder's BatchNorm keeps its statistics
     assert model.encoder.training == ("encoder" in trains)  # a frozen encoder runs without dropout
     before = fingerprint(model)
-    batch = fam.example_batch("composed", model, tok, answers=["<COMPLETE>" if "tokens" in name else "hello"])
+    batch = _batch(speech_batch, model, tok, answers=["<COMPLETE>" if "tokens" in name else "hello"])
     opt = torch.optim.AdamW(trainable_parameters(model), lr=1e-2)
     for _ in range(2):
         opt.zero_grad()
-        fam.forward(model, batch).loss.backward()
+        own_forward(fam, model, batch).loss.backward()
         opt.step()
     cmap = model.adaptkit.cmap
     groups = {cmap.group_of(n) for n, p in model.named_parameters() if p.requires_grad}
@@ -77,27 +83,27 @@ def test_unknown_strategy_is_one_line():
 
 
 @pytest.mark.parametrize("tied", [False, True])
-def test_merged_composition_reloads_with_the_same_logits(tied, tmp_path):
+def test_merged_composition_reloads_with_the_same_logits(tied, tmp_path, speech_batch, own_forward):
     model, tok = build_tiny("composed", encoder="whisper", llm="qwen3", tied=tied, init_std=0.02)
     model, _ = apply(model, {"add_tokens": ["<COMPLETE>"], "train": ["projector", {"tokens": "added"}], "lora": {"target": "llm", "r": 4}},
                      tokenizer=tok)
-    batch = fam.example_batch("composed", model, tok)
+    batch = _batch(speech_batch, model, tok)
     with torch.no_grad():
         for p in trainable_parameters(model):
             p.add_(0.05 * torch.randn_like(p))
-        expected = fam.forward(model, batch).logits
+        expected = own_forward(fam, model, batch).logits
     merged = merge(model)
     save_merged(merged, tmp_path / "m", tok, fam.tiny_feature_extractor("whisper"))
-    reloaded, tok2, fe, _ = fam.load_pretrained("composed", str(tmp_path / "m"))
+    reloaded, tok2, fe, _ = fam.load(str(tmp_path / "m"), torch.float32)
     with torch.no_grad():
-        got = fam.forward(reloaded.eval(), batch).logits
+        got = own_forward(fam, reloaded.eval(), batch).logits
     torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
     assert type(fe).__name__ == "WhisperFeatureExtractor" and len(tok2) == len(tok)
 
 
-def test_generate_returns_the_prompt_then_new_tokens():
+def test_generate_returns_the_prompt_then_new_tokens(speech_batch):
     model, tok = build_tiny("composed", encoder="wav2vec2")
-    batch = fam.example_batch("composed", model, tok, batch_size=1)
+    batch = _batch(speech_batch, model, tok, seconds=(2.0,))
     ids = batch["input_ids"][:, : (batch["labels"][0] == -100).nonzero().max() + 1]
     out = fam.generate(model.eval(), input_ids=ids, attention_mask=torch.ones_like(ids), input_features=batch["input_features"],
                        feature_attention_mask=batch["feature_attention_mask"], max_new_tokens=3, do_sample=False)
@@ -121,7 +127,7 @@ def test_bad_composition_is_one_line(model, message, tmp_path):
     assert message in str(err.value) and "\n" not in str(err.value)
 
 
-def test_compose_joins_checkpoints_by_path_as_by_hub_name(tmp_path):
+def test_compose_joins_checkpoints_by_path_as_by_hub_name(tmp_path, speech_batch, own_forward):
     """The by-name path (`arch: composed`, encoder + llm ids) on local folders of real classes."""
     from transformers import (ParakeetCTCConfig, ParakeetFeatureExtractor, ParakeetForCTC, Qwen2Config, Qwen2ForCausalLM,
                               WhisperConfig, WhisperFeatureExtractor, WhisperModel)
@@ -143,8 +149,8 @@ def test_compose_joins_checkpoints_by_path_as_by_hub_name(tmp_path):
                                          "projector": {"type": "conv_transformer", "heads": 4}}, "freeze": {"strategy": "projector_only"}})
         loaded = load(recipe.model)
         assert type(loaded.model.encoder).__name__ == cls and loaded.model.llm.config.hidden_size == 64
-        batch = fam.example_batch("composed", loaded.model, loaded.tokenizer)
-        assert torch.isfinite(fam.forward(loaded.model, batch).loss)
+        batch = speech_batch(fam, loaded.model, loaded.tokenizer, loaded.feature_extractor, answers=["hello order"], seconds=(2.0, 2.0))
+        assert torch.isfinite(own_forward(fam, loaded.model, batch).loss)
     with pytest.raises(AdaptkitError, match=r"model.llm: '.*nowhere' is not a folder \(a path, not a hub id\)"):
         load(Recipe.parse({"model": {"arch": "composed", "llm": str(tmp_path / "nowhere")}, "freeze": {"train": ["llm"]}}).model)
     (tmp_path / "empty").mkdir()
@@ -154,13 +160,13 @@ def test_compose_joins_checkpoints_by_path_as_by_hub_name(tmp_path):
 
 
 @pytest.mark.parametrize("llm", ["llama", "mistral", "gemma", "gpt2"])
-def test_any_causal_lm_type_joins_and_its_parts_are_found(llm):
+def test_any_causal_lm_type_joins_and_its_parts_are_found(llm, speech_batch, own_forward):
     model, tok = build_tiny("composed", encoder="wav2vec2", llm=llm)
     paths = model.component_paths()
     prefix = f"llm.{model.llm.base_model_prefix}"
     assert paths["llm"] == prefix and paths["embeddings"].startswith(prefix + ".") and paths["lm_head"] == "llm.lm_head"
     model, report = apply(model, {"add_tokens": ["<COMPLETE>"], "train": ["projector", {"tokens": "added"}]}, tokenizer=tok)
-    batch = fam.example_batch("composed", model, tok, answers=["<COMPLETE>"])
-    fam.forward(model, batch).loss.backward()
+    batch = _batch(speech_batch, model, tok, answers=["<COMPLETE>"])
+    own_forward(fam, model, batch).loss.backward()
     assert model.projector.linear.weight.grad is not None and all(
         p.grad is None for n, p in model.named_parameters() if n.startswith("encoder."))

@@ -41,13 +41,13 @@ def test_both_forms_give_the_official_collators_ids_and_labels(hub_qwen3_asr, on
     from adaptkit.data.batching import encode
     from adaptkit.data.manifest import read_manifest
     from adaptkit.freeze import apply
-    from adaptkit.models import family, load
+    from adaptkit.models import architecture, load
     from adaptkit.recipe import ModelSection
     from adaptkit.tasks import speaker_asr
 
     loaded = load(ModelSection(name=str(hub_qwen3_asr)))
     model, _ = apply(loaded.model, {"add_tokens": {"tokens": sorted(TOKENS)}, "train": ["projector"]}, tokenizer=loaded.tokenizer)
-    fam = family(loaded.arch)
+    fam = loaded.architecture
     encoded = []
     for form in ("adaptkit", "official"):
         (sample,), _ = read_manifest(one_call / f"{form}.jsonl", TOKENS)

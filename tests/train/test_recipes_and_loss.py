@@ -10,7 +10,7 @@ import torch
 from adaptkit.data.batching import collate, encode
 from adaptkit.data.manifest import read_manifest
 from adaptkit.freeze import apply
-from adaptkit.models import build_tiny, family
+from adaptkit.models import architecture, build_tiny
 from adaptkit.models.qwen3_asr import tiny_feature_extractor
 from adaptkit.recipe import Recipe
 from adaptkit.tasks import speaker_asr
@@ -39,7 +39,7 @@ def test_tiny_recipes_train_on_synthetic_calls(name, tmp_path):
 
 
 def test_sparse_loss_equals_the_models_own_loss_and_weights_tags(calls):
-    fam = family("qwen3_asr")
+    fam = architecture("qwen3_asr")
     model, tok = build_tiny("qwen3_asr")
     model, _ = apply(model, {"add_tokens": ["<|spk_0|>", "<|spk_1|>"], "train": ["projector", {"tokens": "added"}]}, tokenizer=tok)
     samples, _ = read_manifest(calls / "train" / "speaker_asr.jsonl", {"<|spk_0|>", "<|spk_1|>"})

@@ -71,11 +71,11 @@ def test_schedules_warm_up_then_decay_to_their_floor():
 def test_a_wrong_placeholder_count_is_an_error_naming_the_sample():
     from adaptkit.data.batching import Encoded, collate
     from adaptkit.freeze import apply
-    from adaptkit.models import build_tiny, family
+    from adaptkit.models import architecture, build_tiny
     from adaptkit.models.qwen3_asr import tiny_feature_extractor
     from adaptkit.train.step import SpeechLMLoss
 
-    fam = family("qwen3_asr")
+    fam = architecture("qwen3_asr")
     model, tok = build_tiny("qwen3_asr")
     model, _ = apply(model, {"train": ["projector"]}, tokenizer=tok)
     feats = fam.features(tiny_feature_extractor(), torch.zeros(32000).numpy())

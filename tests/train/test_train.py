@@ -103,12 +103,12 @@ def test_ctc_adds_to_the_loss_and_reaches_the_head(calls):
     from adaptkit.data.batching import collate, encode
     from adaptkit.data.manifest import read_manifest
     from adaptkit.freeze import apply
-    from adaptkit.models import build_tiny, family
+    from adaptkit.models import architecture, build_tiny
     from adaptkit.models.qwen3_asr import tiny_feature_extractor
     from adaptkit.tasks import speaker_asr
     from adaptkit.train.step import SpeechLMLoss
 
-    fam = family("qwen3_asr")
+    fam = architecture("qwen3_asr")
     model, tok = build_tiny("qwen3_asr")
     model, _ = apply(model, {"train": ["projector"]}, tokenizer=tok)
     samples, _ = read_manifest(calls / "train" / "speaker_asr.jsonl", {"<|spk_0|>", "<|spk_1|>"})
