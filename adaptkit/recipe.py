@@ -31,11 +31,10 @@ import yaml
 
 from adaptkit.data.manifest import check_language
 from adaptkit.errors import AdaptkitError
-from adaptkit.eval.metric_names import METRICS
 from adaptkit.freeze.spec import AddTokens, FreezeSpec, closest, parse_spec
+from adaptkit.tasks import DEFAULT_TASK, TASKS, task as task_of
 
 DEFAULT = "default"  # the embedded tiny recipe, used when no file is given
-TASKS = ("speaker_asr", "turn_tags", "turn_end")
 
 
 @dataclass
@@ -191,7 +190,7 @@ class Recipe:
     model: ModelSection
     freeze: FreezeSpec
     data: DataSection | None = None
-    task: str = "speaker_asr"
+    task: str = DEFAULT_TASK
     train: TrainSection = field(default_factory=TrainSection)
     output_dir: Path | None = None
     prompt: str = ""
@@ -230,9 +229,9 @@ class Recipe:
                     raise AdaptkitError("tokens: give new tokens either in 'tokens' or in 'freeze.add_tokens', not both")
                 freeze["add_tokens"] = data["tokens"]
             model = data["model"] if not isinstance(data["model"], str) else {"name": data["model"]}
-            task = _typed(data.get("task", "speaker_asr"), str, "task")
+            task = _typed(data.get("task", DEFAULT_TASK), str, "task")
             if task not in TASKS:
-                raise AdaptkitError(f"task: unknown task {task!r}{closest(task, TASKS)}; supported: {', '.join(TASKS)}")
+                raise AdaptkitError(f"task: unknown task {task!r}{closest(task, TASKS)}; supported: {', '.join(sorted(TASKS))}")
             recipe = cls(
                 model=from_dict(ModelSection, model, "model"),
                 freeze=parse_spec(freeze, "freeze"),
@@ -337,7 +336,7 @@ def _check_train(t: "TrainSection") -> None:
 def _check_scoring(recipe: "Recipe") -> None:
     """train.best_metric names a metric of the task; early stopping needs evaluations to count."""
     t = recipe.train
-    names = METRICS.get(recipe.task, ())
+    names = task_of(recipe.task).metrics
     if t.best_metric is not None and t.best_metric not in names:
         raise AdaptkitError(f"train.best_metric: {t.best_metric!r} is not a {recipe.task} metric{closest(t.best_metric, names)}; "
                             f"use one of {', '.join(names)}")

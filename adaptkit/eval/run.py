@@ -19,7 +19,7 @@ from adaptkit.eval.degeneration import tokenizer_control_tokens
 from adaptkit.freeze import load_adapter, read_adapter_config
 from adaptkit.models import Loaded, family, load
 from adaptkit.recipe import ModelSection, Recipe, from_dict
-from adaptkit.tasks import task as task_module
+from adaptkit.tasks import DEFAULT_TASK, TASKS, task as task_of
 
 
 @dataclass
@@ -52,7 +52,7 @@ def load_target(path: str | Path, task: str | None = None, adapter: bool = True)
         return _from_adapter(path, task)
     if (path / "config.json").is_file():  # a merged checkpoint: its new tokens are in its tokenizer
         loaded = load(ModelSection(name=str(path)))
-        return Target(loaded, task or "speaker_asr", None, "", set(loaded.tokenizer.get_added_vocab()), str(path))
+        return Target(loaded, task or DEFAULT_TASK, None, "", set(loaded.tokenizer.get_added_vocab()), str(path))
     raise AdaptkitError(f"{path}: not a recipe, an adaptkit adapter or a checkpoint folder")
 
 
@@ -65,55 +65,48 @@ def _from_adapter(folder: Path, task: str | None) -> Target:
     model, _ = load_adapter(loaded.model, folder, tokenizer=loaded.tokenizer)
     loaded.model = model
     tokens = set(config.get("token_rows", {})) | set(config.get("added_tokens", {}))
-    return Target(loaded, task or config.get("task", "speaker_asr"), config.get("language"), config.get("prompt", ""),
+    return Target(loaded, task or config.get("task", DEFAULT_TASK), config.get("language"), config.get("prompt", ""),
                   tokens, str(folder))
-
-
-def _units(sample: Sample) -> list | None:
-    """Timed reference units from the synth JSON beside the audio, when there is one."""
-    meta = Path(sample.audio).with_suffix(".json")
-    if sample.start is not None or not meta.is_file():
-        return None
-    return json.loads(meta.read_text(encoding="utf-8")).get("units")
 
 
 def decode_sets(target: Target, manifests: list[str], batch_size: int = 8, limit: int | None = None,
                 progress: bool = True, force_language: bool = True, on_bad_sample: str = "error") -> list[dict]:
-    """Decode every manifest; one dict per sample as the scoring functions take them.
+    """Decode every manifest as the target's task does; one dict per sample as its scoring takes them,
+    each naming the task (so that `--hypotheses` scores it again without guessing).
 
     With `force_language`, a sample whose language is known (its own, else the adapter's) gets the
-    answer prefix `language X<asr_text>` in its prompt, as `Qwen3ASRModel.transcribe(language=X)`
+    task's answer prefix (`language X<asr_text>`) in its prompt, as `Qwen3ASRModel.transcribe(language=X)`
     does; without it the model writes the prefix itself, as `transcribe()` with no language."""
+    t = task_of(target.task)
+    rows = []
+    for manifest in manifests:
+        samples, _ = read_manifest(manifest, target.tokens | set(t.allowed_tokens), on_bad_sample, t.require, t.check, audio=t.audio)
+        samples = samples[:limit] if limit else samples
+        set_name = Path(manifest).parent.name
+        out = t.decode(target, samples, batch_size=batch_size, progress=progress, force_language=force_language)
+        for s, fields in zip(samples, out):
+            sid = f"{set_name}/{s.id}" if len(manifests) > 1 else s.id  # ids repeat across generated sets
+            rows.append({"task": t.name, "id": sid, "set": set_name, "language": s.language or target.language or "", **fields})
+    return rows
+
+
+def generate(target: Target, samples: list[Sample], answers: list[str], prefixes: list[str], score_tokens: list[str],
+             batch_size: int = 8, progress: bool = True) -> list:
+    """Generate an output per sample with the target's model (`eval.decode.decode`); `score_tokens` get
+    their probabilities at the answer's first token."""
     from adaptkit.eval.decode import decode
 
     fam, tok = family(target.loaded.arch), target.loaded.tokenizer
-    tm = task_module(target.task)
-    rows = []
-    for manifest in manifests:
-        allowed = target.tokens | set(getattr(tm, "TAGS", {}).values())
-        samples, _ = read_manifest(manifest, allowed, on_bad_sample, tm.REQUIRE, tm.check, audio=getattr(tm, "AUDIO", True))
-        samples = samples[:limit] if limit else samples
-        if target.task == "turn_end":
-            rows += _end_probabilities(target, samples, Path(manifest).parent.name, len(manifests) > 1)
-            continue
-        answers = [tm.target(s, target.language) for s in samples]
-        tags = list(getattr(tm, "TAGS", {}).values())
-        forced = hasattr(tm, "answer_prefix") and force_language
-        prefixes = [tm.answer_prefix(s.language or target.language) if forced and (s.language or target.language) else ""
-                    for s in samples]
-        out = decode(target.loaded.model, fam, tok, target.loaded.feature_extractor, samples, answers,
-                     target.prompt, batch_size=batch_size, score_tokens=tags, progress=progress, prefixes=prefixes)
-        set_name = Path(manifest).parent.name
-        for s, d in zip(samples, out):
-            sid = f"{set_name}/{s.id}" if len(manifests) > 1 else s.id  # ids repeat across generated sets
-            row = {"id": sid, "set": set_name, "language": s.language or target.language or "", "hypothesis": d.text,
-                   "raw": d.raw, "ended_with_eos": d.ended_with_eos, "tokens": d.tokens}
-            if target.task == "turn_tags":
-                row.update(reference=s.label, probabilities=d.first_scores)
-            else:
-                row.update(reference=s.text, units=_units(s))
-            rows.append(row)
-    return rows
+    return decode(target.loaded.model, fam, tok, target.loaded.feature_extractor, samples, answers,
+                  target.prompt, batch_size=batch_size, score_tokens=score_tokens, progress=progress, prefixes=prefixes)
+
+
+def end_probabilities(target: Target, conversations: list[list[dict]]) -> list[float]:
+    """P(<|im_end|>) after each conversation with its last message left open (the turn-detector seed)."""
+    from adaptkit.turn.scorer import EndOfTurnScorer
+
+    scorer = EndOfTurnScorer(family(target.loaded.arch).text_model(target.loaded.model), target.loaded.tokenizer)
+    return [scorer.start(messages) for messages in conversations]
 
 
 def decode_target(target: Target, manifests: list[str], batch_size: int = 8, limit: int | None = None,
@@ -129,28 +122,12 @@ def decode_target(target: Target, manifests: list[str], batch_size: int = 8, lim
     return rows, known
 
 
-def _end_probabilities(target: Target, samples: list[Sample], set_name: str, prefixed: bool) -> list[dict]:
-    """P(<|im_end|>) after each conversation with its last message left open (the turn-detector seed)."""
-    from adaptkit.turn.scorer import EndOfTurnScorer
-
-    scorer = EndOfTurnScorer(family(target.loaded.arch).text_model(target.loaded.model), target.loaded.tokenizer)
-    return [{"id": f"{set_name}/{s.id}" if prefixed else s.id, "set": set_name, "language": s.language or target.language or "",
-             "language_pair": s.fields.get("language_pair"), "reference": s.fields["ended"],
-             "probability": scorer.start(s.fields["messages"])} for s in samples]
-
-
 def score_rows(rows: list[dict], task: str, source: str, known_tokens: Iterable[str] = ()):
     """Score decoded rows with the task's scoring function; `known_tokens` are the tokenizer's
     special and added tokens (leaks when the task does not allow them)."""
-    from adaptkit.eval import score
-
     if not rows:
         raise AdaptkitError(f"{source}: no sample to score")
-    if task == "turn_tags":
-        return score.score_turn_tags(rows, source=source, known_tokens=known_tokens)
-    if task == "turn_end":
-        return score.score_turn_end(rows, source=source)
-    return score.score_speaker_asr(rows, source=source, known_tokens=known_tokens)
+    return task_of(task).score(rows, source, known_tokens)
 
 
 def _device(name: str):
@@ -185,6 +162,22 @@ def read_hypotheses(path: str | Path) -> list[dict]:
     return rows
 
 
+def hypotheses_task(rows: list[dict], path: str | Path) -> str:
+    """The task the rows of a decoded.jsonl name; none (an older adaptkit), or several, is an error asking for --task."""
+    names = {row.get("task") for row in rows}
+    supported = ", ".join(sorted(TASKS))
+    if None in names:
+        raise AdaptkitError(f"{path}: task: the rows do not name their task (written by an older adaptkit?); "
+                            f"pass --task ({supported})")
+    if len(names) > 1:
+        raise AdaptkitError(f"{path}: task: the rows name several tasks ({', '.join(sorted(map(str, names)))}); "
+                            f"score one task per file, or pass --task ({supported})")
+    try:
+        return task_of(names.pop()).name
+    except AdaptkitError as err:
+        raise AdaptkitError(f"{path}: task: {err}") from None
+
+
 def evaluate(target: str | Path | None, data: list[str], out: str | Path, task: str | None = None,
              hypotheses: str | Path | None = None, batch_size: int = 8, limit: int | None = None, adapter: bool = True,
              device: str | None = None, force_language: bool = True):
@@ -195,7 +188,7 @@ def evaluate(target: str | Path | None, data: list[str], out: str | Path, task: 
     known: set[str] = set()  # the tokenizer's control tokens; a decoded.jsonl alone has none
     if hypotheses:
         rows = read_hypotheses(hypotheses)
-        name, task = str(hypotheses), task or ("turn_tags" if "probabilities" in rows[0] else "turn_end" if "probability" in rows[0] else "speaker_asr")
+        name, task = str(hypotheses), task or hypotheses_task(rows, hypotheses)
     else:
         if not data:
             raise AdaptkitError("eval: give at least one --data manifest (or --hypotheses)")

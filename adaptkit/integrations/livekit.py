@@ -56,8 +56,9 @@ class EndOfTurnDetector:
         """A detector on a trained turn_end adapter (or recipe, or merged checkpoint)."""
         from adaptkit.eval.run import load_target
         from adaptkit.models import family
+        from adaptkit.tasks import TurnEnd
 
-        target = load_target(path, "turn_end")
+        target = load_target(path, TurnEnd.name)
         return cls(family(target.loaded.arch).text_model(target.loaded.model), target.loaded.tokenizer, thresholds, **kwargs)
 
     @property

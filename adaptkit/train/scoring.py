@@ -16,12 +16,13 @@ from typing import Any
 
 from torch import nn
 
-from adaptkit.eval.metric_names import DEFAULT_METRIC, HIGHER_IS_BETTER, METRICS
+from adaptkit.eval.metric_names import HIGHER_IS_BETTER
+from adaptkit.tasks import task as task_of
 
 
 def best_metric(task: str, name: str | None) -> str:
     """The metric that chooses `adapter_best/`: `name`, or the task's default."""
-    return name or DEFAULT_METRIC[task]
+    return name or task_of(task).headline_metric
 
 
 def dev_metrics(model: nn.Module, loaded: Any, task: str, language: str | None, prompt: str, tokens: set[str],
@@ -37,7 +38,7 @@ def dev_metrics(model: nn.Module, loaded: Any, task: str, language: str | None, 
     out: dict[str, Any] = {"n": overall.get("n", len(rows))}
     if "unit" in overall:
         out["unit"] = overall["unit"]
-    out.update({k: overall[k] for k in METRICS[task] if overall.get(k) is not None})
+    out.update({k: overall[k] for k in task_of(task).metrics if overall.get(k) is not None})
     return out
 
 

@@ -105,9 +105,10 @@ class CascadeRecipe:
         return recipe
 
 
-def _target(path: str):
-    """A turn model ready to ask; a recipe without a trained adapter is trained first."""
+def _verifier(path: str):
+    """The end-of-turn verifier of a turn model, ready to ask; a recipe without a trained adapter is trained first."""
     from adaptkit.eval.run import load_target
+    from adaptkit.tasks import task
     from adaptkit.train import run
 
     if path.endswith((".yaml", ".yml")):
@@ -116,15 +117,11 @@ def _target(path: str):
             log.info("training the turn model %s", path)
             run(recipe)
     target = load_target(path)
-    if target.task not in ("turn_tags", "turn_end"):
-        raise AdaptkitError(f"turn_models: {path} is a {target.task} model; a turn model is turn_tags or turn_end")
-    return target
-
-
-def _verifier(target):
-    from adaptkit.turn.verifiers import EndOfTurnVerifier, TagVerifier
-
-    return TagVerifier(target) if target.task == "turn_tags" else EndOfTurnVerifier(target)
+    verifier = task(target.task).verifier(target)
+    if verifier is None:
+        raise AdaptkitError(f"turn_models: {path} is a {target.task} model, which gives no end-of-turn probability; "
+                            "a turn model is trained for turn tags or turn end")
+    return verifier
 
 
 def _data_folder(recipe: CascadeRecipe) -> Path:
@@ -179,7 +176,7 @@ def run_study(recipe: CascadeRecipe) -> dict[str, Any]:
     folder = _data_folder(recipe) if recipe.data else None  # a recipe's own data exists only after training it
     if folder is not None:
         _conversations(folder / recipe.test, recipe.limit)  # fail on missing data before any training
-    targets = {name: _target(path) for name, path in recipe.turn_models.items()}
+    verifiers = {name: _verifier(path) for name, path in recipe.turn_models.items()}
     folder = folder or _data_folder(recipe)
     convs = _conversations(folder / recipe.test, recipe.limit)
     waves = [load_audio(p, cascade.SAMPLE_RATE) for p, _ in convs]
@@ -200,8 +197,7 @@ def run_study(recipe: CascadeRecipe) -> dict[str, Any]:
 
     gate_name = "GRU" if gate_info["kind"] == "gru" else "Silero VAD"
     first = None
-    for name, target in targets.items():
-        v = _verifier(target)
+    for name, v in verifiers.items():
         traces = add(f"cascade: {name}", gate_name, v)
         first = first or traces
         if recipe.every_chunk:
