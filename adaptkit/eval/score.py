@@ -16,12 +16,13 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+from adaptkit.control_tokens import CONTROL_TOKEN
 from adaptkit.errors import AdaptkitError
 from adaptkit.eval import degeneration as dg
 from adaptkit.eval import speaker_metrics as sm
 from adaptkit.eval import turn_metrics as tm
 from adaptkit.eval.report import Plot, Report
-from adaptkit.eval.text import CONTROL_TOKEN, NORMALIZATIONS
+from adaptkit.eval.text import NORMALIZATIONS
 from adaptkit.tasks.speaker_asr import ANSWER_PREFIX
 
 Sample = Mapping[str, Any]
