@@ -203,11 +203,7 @@ class Recipe:
     def load(cls, path: str | Path | None = None, overrides: Iterable[str] = ()) -> "Recipe":
         """Read, override and validate a recipe file (None: the embedded default)."""
         source = str(path) if path else DEFAULT
-        data = _read_yaml(path)
-        if overrides and not isinstance(data, dict):
-            raise AdaptkitError(f"{source}: a recipe is a mapping of sections, got {type(data).__name__}")
-        for item in overrides:
-            _override(data, item)
+        data = read_yaml(path, overrides)
         base = Path(path).resolve().parent if path else Path.cwd()
         return cls.parse(data, source, base)
 
@@ -436,7 +432,19 @@ def from_dict(cls: type, data: Any, where: str) -> Any:
     return cls(**kwargs)
 
 
-def _read_yaml(path: str | Path | None) -> dict[str, Any]:
+def read_yaml(path: str | Path | None, overrides: Iterable[str] = ()) -> Any:
+    """The YAML document of a recipe file (None: the embedded default; an empty file: {}), then
+    each `KEY=VALUE` of `overrides` applied (`apply_override`). Unreadable files, bad YAML and
+    duplicate keys are one-line errors naming the file (and line)."""
+    data = _parse_yaml(path)
+    if overrides and not isinstance(data, dict):
+        raise AdaptkitError(f"{path or DEFAULT}: a recipe is a mapping of sections, got {type(data).__name__}")
+    for item in overrides:
+        apply_override(data, item)
+    return data
+
+
+def _parse_yaml(path: str | Path | None) -> Any:
     if path is None:
         text, name = resources.files("adaptkit").joinpath("default_recipe.yaml").read_text(encoding="utf-8"), DEFAULT
     else:
@@ -470,7 +478,9 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
-def _override(data: dict[str, Any], item: str) -> None:
+def apply_override(data: dict[str, Any], item: str) -> None:
+    """Set one `KEY=VALUE` override in `data` in place: dots walk into sections (made when
+    missing), the value is parsed as YAML (`train.lr=1e-4`, `data.filters={x: 0.9}`)."""
     key, sep, value = item.partition("=")
     if not sep or not key:
         raise AdaptkitError(f"override {item!r}: expected KEY=VALUE, e.g. train.lr=1e-4")

@@ -25,7 +25,7 @@ import numpy as np
 
 from adaptkit.atomic import atomic_write_text
 from adaptkit.errors import AdaptkitError
-from adaptkit.recipe import Recipe, _read_yaml, _override, blame, closest, from_dict
+from adaptkit.recipe import Recipe, blame, closest, from_dict, read_yaml
 from adaptkit.turn import cascade
 
 log = logging.getLogger("adaptkit")
@@ -77,11 +77,7 @@ class CascadeRecipe:
     @classmethod
     def load(cls, path: str | Path, overrides: tuple[str, ...] = ()) -> "CascadeRecipe":
         """Read, override and validate a cascade recipe; paths are relative to the file."""
-        data = _read_yaml(path)
-        if overrides and not isinstance(data, dict):
-            raise AdaptkitError(f"{path}: a recipe is a mapping of sections, got {type(data).__name__}")
-        for item in overrides:
-            _override(data, item)
+        data = read_yaml(path, overrides)
         base = Path(path).resolve().parent
         with blame(str(path)):
             if not isinstance(data, dict) or "turn_models" not in data:
