@@ -131,7 +131,7 @@ def decode_target(target: Target, manifests: list[str], batch_size: int = 8, lim
 
 def _end_probabilities(target: Target, samples: list[Sample], set_name: str, prefixed: bool) -> list[dict]:
     """P(<|im_end|>) after each conversation with its last message left open (the turn-detector seed)."""
-    from adaptkit.turn.scorer import EndOfTurnScorer
+    from adaptkit.end_of_turn import EndOfTurnScorer
 
     scorer = EndOfTurnScorer(family(target.loaded.arch).text_model(target.loaded.model), target.loaded.tokenizer)
     return [{"id": f"{set_name}/{s.id}" if prefixed else s.id, "set": set_name, "language": s.language or target.language or "",

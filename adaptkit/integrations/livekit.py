@@ -1,4 +1,4 @@
-"""A LiveKit end-of-turn detector around `adaptkit.turn.scorer.EndOfTurnScorer`.
+"""A LiveKit end-of-turn detector around `adaptkit.end_of_turn.EndOfTurnScorer`.
 
 It has the shape of LiveKit's turn detector plugins (`livekit.agents.voice.turn._TurnDetector`):
 `predict_end_of_turn(chat_ctx)` returns P(end of turn) for the conversation so far,
@@ -19,7 +19,7 @@ from typing import Any, Mapping
 from torch import nn
 
 from adaptkit.errors import AdaptkitError
-from adaptkit.turn.scorer import EndOfTurnScorer
+from adaptkit.end_of_turn import EndOfTurnScorer
 
 ROLES = ("user", "assistant")
 

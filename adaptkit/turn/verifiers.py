@@ -52,7 +52,7 @@ class EndOfTurnVerifier:
     closed, backchannels are left out as in turn_end.jsonl."""
 
     def __init__(self, target) -> None:
-        from adaptkit.turn.scorer import EndOfTurnScorer
+        from adaptkit.end_of_turn import EndOfTurnScorer
 
         loaded = target.loaded
         self.scorer = EndOfTurnScorer(family(loaded.arch).text_model(loaded.model), loaded.tokenizer)
