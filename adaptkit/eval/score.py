@@ -3,7 +3,7 @@
 Each function takes a list of sample dicts (what the decoding step writes, one per utterance),
 checks them, and returns `Scores`: overall metrics, breakdowns (per language, per set and, for
 turn taking, per group such as a language pair), degeneration rates and one row per sample.
-`Scores.report()` turns them into a `Report` (JSON, Markdown, plots).
+`Scores.report()` turns them into an `EvalReport` (JSON, Markdown, plots).
 
 Rates over a group are pooled, not averaged: errors of all samples / reference tokens of all
 samples (pyannote-style for DER: seconds over seconds).
@@ -21,7 +21,7 @@ from adaptkit.errors import AdaptkitError
 from adaptkit.eval import degeneration as dg
 from adaptkit.eval import speaker_metrics as sm
 from adaptkit.eval import turn_metrics as tm
-from adaptkit.eval.report import Plot, Report
+from adaptkit.eval.report import EvalReport, Plot
 from adaptkit.eval.text import NORMALIZATIONS
 from adaptkit.tasks.speaker_asr import ANSWER_PREFIX
 
@@ -52,8 +52,8 @@ class Scores:
         return {"task": self.task, "header": self.header, "overall": self.overall, "breakdowns": self.breakdowns,
                 "degeneration": self.degeneration, "rows": self.rows, "extra": self.extra}
 
-    def report(self, title: str | None = None, meta: Mapping[str, Any] | None = None) -> Report:
-        """A `Report` whose headline has one row for all samples and one per set."""
+    def report(self, title: str | None = None, meta: Mapping[str, Any] | None = None) -> EvalReport:
+        """An `EvalReport` whose headline has one row for all samples and one per set."""
         report = _REPORTERS[self.task](self, title or _TITLES[self.task], dict(meta or {}))
         report.header = dict(self.header)
         return report
@@ -328,16 +328,16 @@ def _headline(scores: Scores, keys: Sequence[str]) -> list[dict[str, Any]]:
     return rows
 
 
-def _breakdown_sections(report: Report, scores: Scores, keys: Sequence[str], plot_keys: Sequence[str]) -> None:
+def _breakdown_sections(report: EvalReport, scores: Scores, keys: Sequence[str], plot_keys: Sequence[str]) -> None:
     for key, by in scores.breakdowns.items():
         rows = [{key: v, **_pick(m, keys)} for v, m in by.items()]
         plots = [Plot(f"by_{key}", "bar", f"By {key}", rows, x=key, y=list(plot_keys))] if key == "language" else []
         report.add(f"By {key}", rows, plots=plots)
 
 
-def _speaker_report(scores: Scores, title: str, meta: dict[str, Any]) -> Report:
+def _speaker_report(scores: Scores, title: str, meta: dict[str, Any]) -> EvalReport:
     keys = ("n", "unit", "cp_error_rate", "error_rate", "wder", "der", "speaker_count_abs", "degenerate")
-    report = Report(title, _headline(scores, keys), meta={**meta, "allowed_tokens": scores.extra.get("allowed_tokens")})
+    report = EvalReport(title, _headline(scores, keys), meta={**meta, "allowed_tokens": scores.extra.get("allowed_tokens")})
     _breakdown_sections(report, scores, keys, ("cp_error_rate", "wder", "der"))
     _degeneration_section(report, scores)
     report.add("Samples", scores.rows, markdown=False)
@@ -346,15 +346,15 @@ def _speaker_report(scores: Scores, title: str, meta: dict[str, Any]) -> Report:
     return report
 
 
-def _degeneration_section(report: Report, scores: Scores) -> None:
+def _degeneration_section(report: EvalReport, scores: Scores) -> None:
     rows = [{"subset": "all", **scores.degeneration["overall"]}]
     rows += [{"subset": v, **r} for v, r in scores.degeneration.get("set", {}).items()]
     report.add("Degeneration", rows, text="Share of outputs flagged by each check (see adaptkit.eval.degeneration).")
 
 
-def _turn_tags_report(scores: Scores, title: str, meta: dict[str, Any]) -> Report:
+def _turn_tags_report(scores: Scores, title: str, meta: dict[str, Any]) -> EvalReport:
     keys = ("n", "accuracy", "macro_f1", "other", "degenerate")
-    report = Report(title, _headline(scores, keys), meta=meta)
+    report = EvalReport(title, _headline(scores, keys), meta=meta)
     labels = scores.extra["labels"]
     per_class = [{"class": c, **scores.overall["per_class"][c]} for c in labels]
     conf = scores.overall["confusion"]
@@ -369,9 +369,9 @@ def _turn_tags_report(scores: Scores, title: str, meta: dict[str, Any]) -> Repor
     return report
 
 
-def _turn_end_report(scores: Scores, title: str, meta: dict[str, Any]) -> Report:
+def _turn_end_report(scores: Scores, title: str, meta: dict[str, Any]) -> EvalReport:
     keys = ("n", "threshold", "accuracy", "precision", "recall", "f1", "accuracy_complete", "accuracy_incomplete")
-    report = Report(title, _headline(scores, keys), meta=meta)
+    report = EvalReport(title, _headline(scores, keys), meta=meta)
     sweep = scores.extra["sweep"]
     report.add("Threshold sweep", [_pick(r, keys[1:]) for r in sweep],
                plots=[Plot("threshold_sweep", "line", "Threshold sweep", sweep, x="threshold",
@@ -382,5 +382,5 @@ def _turn_end_report(scores: Scores, title: str, meta: dict[str, Any]) -> Report
     return report
 
 
-_REPORTERS: dict[str, Callable[[Scores, str, dict[str, Any]], Report]] = {
+_REPORTERS: dict[str, Callable[[Scores, str, dict[str, Any]], EvalReport]] = {
     "speaker_asr": _speaker_report, "turn_tags": _turn_tags_report, "turn_end": _turn_end_report}

@@ -54,11 +54,11 @@ class EndOfTurnDetector:
     @classmethod
     def from_adapter(cls, path: str, thresholds: Mapping[str, float], **kwargs) -> "EndOfTurnDetector":
         """A detector on a trained turn_end adapter (or recipe, or merged checkpoint)."""
-        from adaptkit.eval.run import load_target
+        from adaptkit.eval.run import load_task_model
         from adaptkit.models import family
 
-        target = load_target(path, "turn_end")
-        return cls(family(target.loaded.arch).text_model(target.loaded.model), target.loaded.tokenizer, thresholds, **kwargs)
+        task_model = load_task_model(path, "turn_end")
+        return cls(family(task_model.loaded.arch).text_model(task_model.loaded.model), task_model.loaded.tokenizer, thresholds, **kwargs)
 
     @property
     def model(self) -> str:

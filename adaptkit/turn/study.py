@@ -101,9 +101,9 @@ class CascadeRecipe:
         return recipe
 
 
-def _target(path: str):
+def _turn_model(path: str):
     """A turn model ready to ask; a recipe without a trained adapter is trained first."""
-    from adaptkit.eval.run import load_target
+    from adaptkit.eval.run import load_task_model
     from adaptkit.train import run
 
     if path.endswith((".yaml", ".yml")):
@@ -111,16 +111,16 @@ def _target(path: str):
         if not ((recipe.output_dir or Path("runs/adaptkit")) / "adapter").is_dir():
             log.info("training the turn model %s", path)
             run(recipe)
-    target = load_target(path)
-    if target.task not in ("turn_tags", "turn_end"):
-        raise AdaptkitError(f"turn_models: {path} is a {target.task} model; a turn model is turn_tags or turn_end")
-    return target
+    model = load_task_model(path)
+    if model.task not in ("turn_tags", "turn_end"):
+        raise AdaptkitError(f"turn_models: {path} is a {model.task} model; a turn model is turn_tags or turn_end")
+    return model
 
 
-def _verifier(target):
+def _verifier(model):
     from adaptkit.turn.verifiers import EndOfTurnVerifier, TagVerifier
 
-    return TagVerifier(target) if target.task == "turn_tags" else EndOfTurnVerifier(target)
+    return TagVerifier(model) if model.task == "turn_tags" else EndOfTurnVerifier(model)
 
 
 def _data_folder(recipe: CascadeRecipe) -> Path:
@@ -175,7 +175,7 @@ def run_study(recipe: CascadeRecipe) -> dict[str, Any]:
     folder = _data_folder(recipe) if recipe.data else None  # a recipe's own data exists only after training it
     if folder is not None:
         _conversations(folder / recipe.test, recipe.limit)  # fail on missing data before any training
-    targets = {name: _target(path) for name, path in recipe.turn_models.items()}
+    models = {name: _turn_model(path) for name, path in recipe.turn_models.items()}
     folder = folder or _data_folder(recipe)
     convs = _conversations(folder / recipe.test, recipe.limit)
     waves = [load_audio(p, cascade.SAMPLE_RATE) for p, _ in convs]
@@ -196,8 +196,8 @@ def run_study(recipe: CascadeRecipe) -> dict[str, Any]:
 
     gate_name = "GRU" if gate_info["kind"] == "gru" else "Silero VAD"
     first = None
-    for name, target in targets.items():
-        v = _verifier(target)
+    for name, model in models.items():
+        v = _verifier(model)
         traces = add(f"cascade: {name}", gate_name, v)
         first = first or traces
         if recipe.every_chunk:
