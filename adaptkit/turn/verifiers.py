@@ -68,18 +68,10 @@ class EndOfTurnVerifier:
         self.sep = " " if script is None or script.spaced else ""
 
     def __call__(self, audio: np.ndarray, end: float) -> float:
-        done = [u for u in self.units if u["end"] <= end + 0.05]
-        if not done:
-            return 0.0
-        groups: list[list] = []
-        for u in done:
-            if groups and groups[-1][0] == u["speaker"]:
-                groups[-1][1].append(u["text"])
-            else:
-                groups.append([u["speaker"], [u["text"]]])
-        last = groups[-1][0]
-        messages = [{"role": "user" if s == last else "assistant", "content": self.sep.join(t)} for s, t in groups]
-        return self.scorer.start(messages)
+        from adaptkit.synth.manifests import chat_messages
+
+        done = [(u["speaker"], u["text"]) for u in self.units if u["end"] <= end + 0.05]
+        return self.scorer.start(chat_messages(done, self.sep)) if done else 0.0
 
 
 class SmartTurnVerifier:
