@@ -21,8 +21,8 @@ from typing import Any
 import yaml
 
 from adaptkit.errors import AdaptkitError
-from adaptkit.freeze.spec import closest
 from adaptkit.recipe import Recipe
+from adaptkit.validation import closest
 
 # shipped variants: name -> freezing spec (new tokens come from the base recipe's `tokens`)
 VARIANTS: dict[str, dict[str, Any]] = {

@@ -18,8 +18,9 @@ from adaptkit.errors import AdaptkitError
 from adaptkit.eval.degeneration import tokenizer_control_tokens
 from adaptkit.freeze import load_adapter, read_adapter_config
 from adaptkit.models import Loaded, family, load
-from adaptkit.recipe import ModelSection, Recipe, from_dict
+from adaptkit.recipe import ModelSection, Recipe
 from adaptkit.tasks import task as task_module
+from adaptkit.validation import from_dict
 
 
 @dataclass

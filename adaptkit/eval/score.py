@@ -12,7 +12,6 @@ samples (pyannote-style for DER: seconds over seconds).
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
 

@@ -81,7 +81,8 @@ def _base_name(config: dict[str, Any], peft_root: str) -> str:
 def _to_peft(task_model, config: dict[str, Any], out: Path) -> list[str]:
     from adaptkit.export.peft_folder import peft_base, save_peft
     from adaptkit.models import load
-    from adaptkit.recipe import ModelSection, from_dict
+    from adaptkit.recipe import ModelSection
+    from adaptkit.validation import from_dict
 
     model, arch = task_model.loaded.model, task_model.loaded.arch
     fresh = load(from_dict(ModelSection, config["model"], "adaptkit_adapter.json: model"))

@@ -18,8 +18,9 @@ from torch import nn
 from adaptkit.errors import AdaptkitError
 from adaptkit.freeze.components import ComponentMap, component_map, resolve_modules, resolve_parameters
 from adaptkit.freeze.report import FreezeReport, components, count
-from adaptkit.freeze.spec import FreezeSpec, PathRule, closest, parse_spec
+from adaptkit.freeze.spec import FreezeSpec, PathRule, parse_spec
 from adaptkit.freeze.tokens import add_tokens, check_token_layers, embedding_modules, is_tied, set_tie_flags, token_ids
+from adaptkit.validation import closest
 
 ADAPTER_NAME = "default"
 

@@ -25,8 +25,9 @@ import numpy as np
 
 from adaptkit.atomic import atomic_write_text
 from adaptkit.errors import AdaptkitError
-from adaptkit.recipe import Recipe, blame, closest, from_dict, read_yaml
+from adaptkit.recipe import Recipe, blame, read_yaml
 from adaptkit.turn import cascade
+from adaptkit.validation import check_choice, from_dict
 
 log = logging.getLogger("adaptkit")
 BASELINES = ("vad_timeout", "smart_turn")
@@ -91,11 +92,9 @@ class CascadeRecipe:
             recipe.output_dir = (base / recipe.output_dir).resolve() if recipe.output_dir else Path("runs/cascade").resolve()
             if recipe.gate.path:
                 recipe.gate.path = str((base / recipe.gate.path).resolve())
-            if recipe.gate.kind not in ("gru", "silero"):
-                raise AdaptkitError(f"gate.kind: unknown gate {recipe.gate.kind!r}{closest(recipe.gate.kind, ('gru', 'silero'))}; use gru or silero")
+            check_choice(recipe.gate.kind, ("gru", "silero"), "gate.kind", "gate")
             for b in recipe.baselines:
-                if b not in BASELINES:
-                    raise AdaptkitError(f"baselines: unknown baseline {b!r}{closest(b, BASELINES)}; use {', '.join(BASELINES)}")
+                check_choice(b, BASELINES, "baselines", "baseline")
             if not recipe.turn_models:
                 raise AdaptkitError("turn_models: name at least one turn model")
         return recipe
