@@ -8,8 +8,8 @@
     train: {lr: 2.0e-4, epochs: 1, batch_size: 4}
     output_dir: runs/ja_diarization
 
-Loading validates every key: an unknown one gets a did-you-mean, a wrong type names the key and
-the expected type, a YAML syntax error names the file and line. `KEY=VALUE` overrides from the
+Loading validates every key (through `adaptkit.validation`): an unknown one gets a did-you-mean,
+a wrong type names the key and the expected type, a YAML syntax error names the file and line. `KEY=VALUE` overrides from the
 command line (`train.lr=1e-4`) are applied before validation, their values parsed as YAML.
 Relative paths in `data` and `output_dir` resolve against the recipe's folder.
 """
