@@ -21,7 +21,6 @@ from typing import Any
 import yaml
 
 from adaptkit.errors import AdaptkitError
-from adaptkit.freeze.spec import closest
 from adaptkit.recipe import Recipe
 from adaptkit.tasks import task as task_of
 
@@ -194,7 +193,7 @@ def compare(recipe_path: str | Path, names: list[str], out: str | Path, variants
 
 def write_report(results: list[VariantResult], folder: Path, source: str, test_sets: list[str]) -> Path:
     """Markdown, HTML and JSON side by side, with a bar plot per metric and the loss curves."""
-    from adaptkit.eval.report import Plot, Report
+    from adaptkit.eval.report import EvalReport, Plot
 
     sets = sorted({s for r in results for s in r.scores}, key=lambda s: (s != "all", s))
     headline = []
@@ -202,7 +201,7 @@ def write_report(results: list[VariantResult], folder: Path, source: str, test_s
         short = r.status.split(":")[0]
         for s in (sets or ["all"]) if r.scores else ["-"]:
             headline.append({"variant": r.name, "set": s, "status": short, **r.scores.get(s, {})})
-    report = Report(f"Compare: {Path(source).name}", headline, meta={"recipe": source, "test sets": ", ".join(test_sets)},
+    report = EvalReport(f"Compare: {Path(source).name}", headline, meta={"recipe": source, "test sets": ", ".join(test_sets)},
                     header=next((r.header for r in results if r.header), {}))
     failures = [{"variant": r.name, "error": r.status.removeprefix("failed: ")} for r in results if r.status != "ok"]
     if failures:

@@ -3,7 +3,7 @@
 Each function takes a list of sample dicts (what the decoding step writes, one per utterance),
 checks them, and returns `Scores`: overall metrics, breakdowns (per language, per set and, for
 turn taking, per group such as a language pair), degeneration rates and one row per sample.
-`Scores.report()` turns them into a `Report` (JSON, Markdown, plots).
+`Scores.report()` turns them into an `EvalReport` (JSON, Markdown, plots).
 
 Rates over a group are pooled, not averaged: errors of all samples / reference tokens of all
 samples (pyannote-style for DER: seconds over seconds).
@@ -12,15 +12,15 @@ samples (pyannote-style for DER: seconds over seconds).
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
+from adaptkit.control_tokens import CONTROL_TOKEN
 from adaptkit.errors import AdaptkitError
 from adaptkit.eval import degeneration as dg
 from adaptkit.eval import speaker_metrics as sm
 from adaptkit.eval import turn_metrics as tm
-from adaptkit.eval.report import Plot, Report
+from adaptkit.eval.report import Plot, EvalReport
 from adaptkit.eval.text import CONTROL_TOKEN, NORMALIZATIONS
 from adaptkit.tasks import SpeakerAsr, TurnEnd, TurnTags, task
 from adaptkit.tasks.speaker_asr import ANSWER_PREFIX
@@ -52,8 +52,8 @@ class Scores:
         return {"task": self.task, "header": self.header, "overall": self.overall, "breakdowns": self.breakdowns,
                 "degeneration": self.degeneration, "rows": self.rows, "extra": self.extra}
 
-    def report(self, title: str | None = None, meta: Mapping[str, Any] | None = None) -> Report:
-        """The task's `Report` (default title: the task's); its headline has one row for all samples and one per set."""
+    def report(self, title: str | None = None, meta: Mapping[str, Any] | None = None) -> EvalReport:
+        """The task's `EvalReport` (default title: the task's); its headline has one row for all samples and one per set."""
         t = task(self.task)
         report = t.report(self, title or t.title, dict(meta or {}))
         report.header = dict(self.header)
@@ -326,17 +326,17 @@ def _headline(scores: Scores, keys: Sequence[str]) -> list[dict[str, Any]]:
     return rows
 
 
-def _breakdown_sections(report: Report, scores: Scores, keys: Sequence[str], plot_keys: Sequence[str]) -> None:
+def _breakdown_sections(report: EvalReport, scores: Scores, keys: Sequence[str], plot_keys: Sequence[str]) -> None:
     for key, by in scores.breakdowns.items():
         rows = [{key: v, **_pick(m, keys)} for v, m in by.items()]
         plots = [Plot(f"by_{key}", "bar", f"By {key}", rows, x=key, y=list(plot_keys))] if key == "language" else []
         report.add(f"By {key}", rows, plots=plots)
 
 
-def speaker_report(scores: Scores, title: str, meta: dict[str, Any]) -> Report:
+def speaker_report(scores: Scores, title: str, meta: dict[str, Any]) -> EvalReport:
     """The speaker-ASR report: headline, breakdowns, degeneration, samples and the worst ten."""
     keys = ("n", "unit", "cp_error_rate", "error_rate", "wder", "der", "speaker_count_abs", "degenerate")
-    report = Report(title, _headline(scores, keys), meta={**meta, "allowed_tokens": scores.extra.get("allowed_tokens")})
+    report = EvalReport(title, _headline(scores, keys), meta={**meta, "allowed_tokens": scores.extra.get("allowed_tokens")})
     _breakdown_sections(report, scores, keys, ("cp_error_rate", "wder", "der"))
     _degeneration_section(report, scores)
     report.add("Samples", scores.rows, markdown=False)
@@ -345,16 +345,16 @@ def speaker_report(scores: Scores, title: str, meta: dict[str, Any]) -> Report:
     return report
 
 
-def _degeneration_section(report: Report, scores: Scores) -> None:
+def _degeneration_section(report: EvalReport, scores: Scores) -> None:
     rows = [{"subset": "all", **scores.degeneration["overall"]}]
     rows += [{"subset": v, **r} for v, r in scores.degeneration.get("set", {}).items()]
     report.add("Degeneration", rows, text="Share of outputs flagged by each check (see adaptkit.eval.degeneration).")
 
 
-def turn_tags_report(scores: Scores, title: str, meta: dict[str, Any]) -> Report:
+def turn_tags_report(scores: Scores, title: str, meta: dict[str, Any]) -> EvalReport:
     """The turn-tag report: headline, per class, confusion matrix, breakdowns, degeneration, samples."""
     keys = ("n", "accuracy", "macro_f1", "other", "degenerate")
-    report = Report(title, _headline(scores, keys), meta=meta)
+    report = EvalReport(title, _headline(scores, keys), meta=meta)
     labels = scores.extra["labels"]
     per_class = [{"class": c, **scores.overall["per_class"][c]} for c in labels]
     conf = scores.overall["confusion"]
@@ -369,10 +369,10 @@ def turn_tags_report(scores: Scores, title: str, meta: dict[str, Any]) -> Report
     return report
 
 
-def turn_end_report(scores: Scores, title: str, meta: dict[str, Any]) -> Report:
+def turn_end_report(scores: Scores, title: str, meta: dict[str, Any]) -> EvalReport:
     """The turn-end report: headline, threshold sweep, probability by true class, breakdowns, samples."""
     keys = ("n", "threshold", "accuracy", "precision", "recall", "f1", "accuracy_complete", "accuracy_incomplete")
-    report = Report(title, _headline(scores, keys), meta=meta)
+    report = EvalReport(title, _headline(scores, keys), meta=meta)
     sweep = scores.extra["sweep"]
     report.add("Threshold sweep", [_pick(r, keys[1:]) for r in sweep],
                plots=[Plot("threshold_sweep", "line", "Threshold sweep", sweep, x="threshold",

@@ -16,8 +16,8 @@ from adaptkit.data.manifest import Sample
 
 if TYPE_CHECKING:
     from adaptkit.eval.decode import Decoded
-    from adaptkit.eval.report import Report
-    from adaptkit.eval.run import Target
+    from adaptkit.eval.report import EvalReport
+    from adaptkit.eval.run import TaskModel
     from adaptkit.eval.score import Scores
 
 
@@ -55,7 +55,7 @@ class Task(ABC):
         return samples
 
     @abstractmethod
-    def decode(self, target: Target, samples: list[Sample], batch_size: int = 8, progress: bool = True,
+    def decode(self, task_model: TaskModel, samples: list[Sample], batch_size: int = 8, progress: bool = True,
                force_language: bool = True) -> list[dict[str, Any]]:
         """One dict per sample with what scoring needs besides id, set and language (added by the caller)."""
 
@@ -64,26 +64,26 @@ class Task(ABC):
         """Score decoded rows; `known_tokens`: the tokenizer's control tokens (leaks when not allowed)."""
 
     @abstractmethod
-    def report(self, scores: Scores, title: str, meta: dict[str, Any]) -> Report:
+    def report(self, scores: Scores, title: str, meta: dict[str, Any]) -> EvalReport:
         """The report of its scores: headline, breakdowns and its own sections."""
 
-    def verifier(self, target: Target) -> Any | None:
-        """An end-of-turn verifier on `target` for the streaming cascade, or None when the task gives none."""
+    def verifier(self, task_model: TaskModel) -> Any | None:
+        """An end-of-turn verifier on `task_model` for the streaming cascade, or None when the task gives none."""
         return None
 
 
 class GeneratingTask(Task):
     """A task whose answers are generated text: eval decodes each sample and keeps the output."""
 
-    def decode(self, target: Target, samples: list[Sample], batch_size: int = 8, progress: bool = True,
+    def decode(self, task_model: TaskModel, samples: list[Sample], batch_size: int = 8, progress: bool = True,
                force_language: bool = True) -> list[dict[str, Any]]:
         """Generate an answer per sample (the answer prefix forced when `force_language` and the language is known)."""
         from adaptkit.eval.run import generate
 
-        answers = [self.target(s, target.language) for s in samples]
-        prefixes = [self.answer_prefix(s.language or target.language) if force_language and (s.language or target.language)
+        answers = [self.target(s, task_model.language) for s in samples]
+        prefixes = [self.answer_prefix(s.language or task_model.language) if force_language and (s.language or task_model.language)
                     else "" for s in samples]
-        out = generate(target, samples, answers, prefixes, list(self.allowed_tokens), batch_size, progress)
+        out = generate(task_model, samples, answers, prefixes, list(self.allowed_tokens), batch_size, progress)
         return [{"hypothesis": d.text, "raw": d.raw, "ended_with_eos": d.ended_with_eos, "tokens": d.tokens,
                  **self.reference(s, d)} for s, d in zip(samples, out)]
 

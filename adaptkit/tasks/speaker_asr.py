@@ -16,7 +16,7 @@ from adaptkit.tasks.registry import register
 
 if TYPE_CHECKING:
     from adaptkit.eval.decode import Decoded
-    from adaptkit.eval.report import Report
+    from adaptkit.eval.report import EvalReport
     from adaptkit.eval.score import Scores
 
 
@@ -57,7 +57,7 @@ class SpeakerAsr(GeneratingTask):
 
         return score_speaker_asr(rows, source=source, known_tokens=known_tokens)
 
-    def report(self, scores: Scores, title: str, meta: dict[str, Any]) -> Report:
+    def report(self, scores: Scores, title: str, meta: dict[str, Any]) -> EvalReport:
         """Headline, breakdowns, degeneration and the worst samples."""
         from adaptkit.eval.score import speaker_report
 

@@ -16,8 +16,8 @@ from adaptkit.tasks.base import Task
 from adaptkit.tasks.registry import register
 
 if TYPE_CHECKING:
-    from adaptkit.eval.report import Report
-    from adaptkit.eval.run import Target
+    from adaptkit.eval.report import EvalReport
+    from adaptkit.eval.run import TaskModel
     from adaptkit.eval.score import Scores
 
 END = "<|im_end|>"
@@ -60,12 +60,12 @@ class TurnEnd(Task):
         """Positive-only training: the conversations that ended."""
         return [s for s in samples if s.fields.get("ended") is True]
 
-    def decode(self, target: Target, samples: list[Sample], batch_size: int = 8, progress: bool = True,
+    def decode(self, task_model: TaskModel, samples: list[Sample], batch_size: int = 8, progress: bool = True,
                force_language: bool = True) -> list[dict[str, Any]]:
         """P(<|im_end|>) after each conversation with its last message left open (the turn-detector seed)."""
         from adaptkit.eval.run import end_probabilities
 
-        probabilities = end_probabilities(target, [s.fields["messages"] for s in samples])
+        probabilities = end_probabilities(task_model, [s.fields["messages"] for s in samples])
         return [{"language_pair": s.fields.get("language_pair"), "reference": s.fields["ended"], "probability": p}
                 for s, p in zip(samples, probabilities)]
 
@@ -75,14 +75,14 @@ class TurnEnd(Task):
 
         return score_turn_end(rows, source=source)
 
-    def report(self, scores: Scores, title: str, meta: dict[str, Any]) -> Report:
+    def report(self, scores: Scores, title: str, meta: dict[str, Any]) -> EvalReport:
         """Headline, threshold sweep, probability by true class, breakdowns."""
         from adaptkit.eval.score import turn_end_report
 
         return turn_end_report(scores, title, meta)
 
-    def verifier(self, target: Target) -> Any:
+    def verifier(self, task_model: TaskModel) -> Any:
         """`EndOfTurnVerifier`: P(<|im_end|>) on the words spoken before the silence."""
         from adaptkit.turn.verifiers import EndOfTurnVerifier
 
-        return EndOfTurnVerifier(target)
+        return EndOfTurnVerifier(task_model)

@@ -11,8 +11,8 @@ from adaptkit.tasks.registry import register
 
 if TYPE_CHECKING:
     from adaptkit.eval.decode import Decoded
-    from adaptkit.eval.report import Report
-    from adaptkit.eval.run import Target
+    from adaptkit.eval.report import EvalReport
+    from adaptkit.eval.run import TaskModel
     from adaptkit.eval.score import Scores
 
 TAGS = {"complete": "<COMPLETE>", "incomplete": "<INCOMPLETE>", "backchannel": "<BACKCHANNEL>"}
@@ -49,14 +49,14 @@ class TurnTags(GeneratingTask):
 
         return score_turn_tags(rows, source=source, known_tokens=known_tokens)
 
-    def report(self, scores: Scores, title: str, meta: dict[str, Any]) -> Report:
+    def report(self, scores: Scores, title: str, meta: dict[str, Any]) -> EvalReport:
         """Headline, per-class table and confusion matrix, breakdowns, degeneration."""
         from adaptkit.eval.score import turn_tags_report
 
         return turn_tags_report(scores, title, meta)
 
-    def verifier(self, target: Target) -> Any:
+    def verifier(self, task_model: TaskModel) -> Any:
         """`TagVerifier`: 1 - P(<INCOMPLETE>) on the audio before the silence."""
         from adaptkit.turn.verifiers import TagVerifier
 
-        return TagVerifier(target)
+        return TagVerifier(task_model)
