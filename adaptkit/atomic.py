@@ -1,7 +1,8 @@
 """Atomic writes: a file or folder appears complete or not at all, never half written.
 
 Files are fsynced before the rename and their folder after it, so a power cut leaves either the
-old or the new content. A folder is replaced by one atomic exchange (Linux `renameat2`
+old or the new content (caches may skip the fsyncs: `atomic_file(durable=False)`). Every writer
+goes through `atomic_file`, whose temporary name a folder's cleanup can choose. A folder is replaced by one atomic exchange (Linux `renameat2`
 RENAME_EXCHANGE), so no reader ever sees it missing; elsewhere two renames are the fallback.
 """
 
@@ -77,23 +78,37 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def atomic_write(path: str | os.PathLike, data: bytes | str) -> None:
-    """Write `data` (text as UTF-8) to `path` through a temporary file in the same folder and one rename."""
+@contextmanager
+def atomic_file(path: str | os.PathLike, prefix: str | None = None, durable: bool = True) -> Iterator[Path]:
+    """Yield the path of an empty temporary file beside `path`; on success it replaces `path` in one rename.
+
+    For writers that want a file name (safetensors' `save_file`). The temporary name starts with
+    `prefix` (default `.{name}.`), so a folder's cleanup can find what a killed write left. With
+    `durable`, the file is fsynced before the rename and the folder after it; without, a power cut
+    may lose the new file (for caches, whose entries are recomputed). On any error the temporary
+    file is removed and `path` keeps its old content."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}." if prefix is None else prefix, dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode("utf-8") if isinstance(data, str) else data)
-            f.flush()
-            os.fsync(f.fileno())
+        yield tmp
+        if durable:
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; the result is an ordinary file
         os.replace(tmp, path)
-        fsync_dir(path.parent)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        if durable:
+            fsync_dir(path.parent)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write(path: str | os.PathLike, data: bytes | str) -> None:
+    """Write `data` (text as UTF-8) to `path` through a temporary file in the same folder and one rename."""
+    with atomic_file(path) as tmp:
+        tmp.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

@@ -11,6 +11,7 @@ import sys
 import click
 
 from adaptkit.errors import AdaptkitError
+from adaptkit.tasks import TASKS
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -134,7 +135,8 @@ def train(recipe: str | None, overrides: tuple[str, ...], resume: bool, force: b
 @click.argument("target", required=False, type=click.Path())
 @click.option("--data", "data", multiple=True, help="Test manifest (JSONL); repeat for several sets (named by their folder).")
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Report folder [default: eval/ beside the adapter].")
-@click.option("--task", type=click.Choice(["speaker_asr", "turn_tags", "turn_end"]), default=None, help="Task (default: the adapter's).")
+@click.option("--task", type=click.Choice(sorted(TASKS)), default=None,
+              help="Task (default: the adapter's, or the one the --hypotheses rows name).")
 @click.option("--hypotheses", type=click.Path(dir_okay=False), default=None, help="Score an earlier decoded.jsonl instead of decoding.")
 @click.option("--batch-size", type=int, default=8, show_default=True)
 @click.option("--limit", type=int, default=None, help="Decode at most this many samples per manifest.")

@@ -21,8 +21,8 @@ from typing import Any
 import yaml
 
 from adaptkit.errors import AdaptkitError
-from adaptkit.freeze.spec import closest
 from adaptkit.recipe import Recipe
+from adaptkit.tasks import task as task_of
 
 # shipped variants: name -> freezing spec (new tokens come from the base recipe's `tokens`)
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -32,7 +32,6 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "projector_lora": {"train": ["projector", {"tokens": "added"}], "lora": {"target": "llm.attention", "r": 8, "alpha": 16}},
     "tokens": {"train": [{"tokens": "added"}]},
 }
-METRICS = ("cp_error_rate", "error_rate", "wder", "der", "speaker_count_abs", "degenerate")
 
 
 @dataclass
@@ -88,10 +87,10 @@ def _run(args: list[str], log: Path) -> tuple[int, float, str]:
     return code, time.perf_counter() - start, last
 
 
-def _read_scores(report: Path) -> tuple[dict, dict, dict]:
-    """Headline metrics per set, degeneration rows per set, and the header (normalisation, DER source)."""
+def _read_scores(report: Path, metrics: tuple[str, ...]) -> tuple[dict, dict, dict]:
+    """The task's `metrics` per set, degeneration rows per set, and the header (normalisation, DER source)."""
     data = json.loads((report / "report.json").read_text())
-    scores = {row["subset"]: {k: row.get(k) for k in METRICS} for row in data["headline"]}
+    scores = {row["subset"]: {k: row.get(k) for k in metrics} for row in data["headline"]}
     degeneration = next((s for s in data["sections"] if s["name"] == "Degeneration"), {"rows": []})
     return scores, {row.get("subset", "all"): row for row in degeneration["rows"]}, data.get("header", {})
 
@@ -120,6 +119,7 @@ def compare(recipe_path: str | Path, names: list[str], out: str | Path, variants
     if base.data is None:
         raise AdaptkitError(f"{recipe_path}: compare needs a data section")
     variants = load_variants(list(names), variants_file)
+    metrics = task_of(base.task).metrics
     out.mkdir(parents=True, exist_ok=True)
     raw = copy.deepcopy(base.raw)
     data_dir = out / "data"
@@ -172,7 +172,7 @@ def compare(recipe_path: str | Path, names: list[str], out: str | Path, variants
         if code != 0:
             result.status = f"failed: {last.removeprefix('error: ')}"
             continue
-        result.scores, result.degeneration, result.header = _read_scores(folder / "eval")
+        result.scores, result.degeneration, result.header = _read_scores(folder / "eval", metrics)
     if base_row:
         base_result = VariantResult("base (no adapter)")
         folder = out / "variants" / "base"
@@ -183,7 +183,7 @@ def compare(recipe_path: str | Path, names: list[str], out: str | Path, variants
         code, wall, last = _run(args, folder / "eval.log")
         base_result.wall_seconds = round(wall, 2)
         if code == 0:
-            base_result.scores, base_result.degeneration, base_result.header = _read_scores(folder / "eval")
+            base_result.scores, base_result.degeneration, base_result.header = _read_scores(folder / "eval", metrics)
         else:
             base_result.status = f"failed: {last.removeprefix('error: ')}"
         results.insert(0, base_result)
@@ -193,7 +193,7 @@ def compare(recipe_path: str | Path, names: list[str], out: str | Path, variants
 
 def write_report(results: list[VariantResult], folder: Path, source: str, test_sets: list[str]) -> Path:
     """Markdown, HTML and JSON side by side, with a bar plot per metric and the loss curves."""
-    from adaptkit.eval.report import Plot, Report
+    from adaptkit.eval.report import EvalReport, Plot
 
     sets = sorted({s for r in results for s in r.scores}, key=lambda s: (s != "all", s))
     headline = []
@@ -201,7 +201,7 @@ def write_report(results: list[VariantResult], folder: Path, source: str, test_s
         short = r.status.split(":")[0]
         for s in (sets or ["all"]) if r.scores else ["-"]:
             headline.append({"variant": r.name, "set": s, "status": short, **r.scores.get(s, {})})
-    report = Report(f"Compare: {Path(source).name}", headline, meta={"recipe": source, "test sets": ", ".join(test_sets)},
+    report = EvalReport(f"Compare: {Path(source).name}", headline, meta={"recipe": source, "test sets": ", ".join(test_sets)},
                     header=next((r.header for r in results if r.header), {}))
     failures = [{"variant": r.name, "error": r.status.removeprefix("failed: ")} for r in results if r.status != "ok"]
     if failures:

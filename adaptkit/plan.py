@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from adaptkit.freeze import Report, apply
+from adaptkit.freeze import FreezeReport, apply
 from adaptkit.models import load
 from adaptkit.recipe import Recipe, blame
 
 
-def plan(recipe: Recipe) -> Report:
+def plan(recipe: Recipe) -> FreezeReport:
     """Build the model of `recipe`, apply its spec, and return the report (nothing trains)."""
     with blame(recipe.source):
         loaded = load(recipe.model)

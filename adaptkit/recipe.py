@@ -8,21 +8,17 @@
     train: {lr: 2.0e-4, epochs: 1, batch_size: 4}
     output_dir: runs/ja_diarization
 
-Loading validates every key: an unknown one gets a did-you-mean, a wrong type names the key and
-the expected type, a YAML syntax error names the file and line. `KEY=VALUE` overrides from the
+Loading validates every key (through `adaptkit.validation`): an unknown one gets a did-you-mean,
+a wrong type names the key and the expected type, a YAML syntax error names the file and line. `KEY=VALUE` overrides from the
 command line (`train.lr=1e-4`) are applied before validation, their values parsed as YAML.
 Relative paths in `data` and `output_dir` resolve against the recipe's folder.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
-import re
-import types
-import typing
 from contextlib import contextmanager
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -31,11 +27,11 @@ import yaml
 
 from adaptkit.data.manifest import check_language
 from adaptkit.errors import AdaptkitError
-from adaptkit.eval.metric_names import METRICS
-from adaptkit.freeze.spec import AddTokens, FreezeSpec, closest, parse_spec
+from adaptkit.freeze.spec import AddTokens, FreezeSpec, parse_spec
+from adaptkit.tasks import DEFAULT_TASK, TASKS, task as task_of
+from adaptkit.validation import check_choice, check_keys, check_range, closest, from_dict, typed
 
 DEFAULT = "default"  # the embedded tiny recipe, used when no file is given
-TASKS = ("speaker_asr", "turn_tags", "turn_end")
 
 
 @dataclass
@@ -43,7 +39,8 @@ class ModelSection:
     """Which model to build."""
 
     tiny: str | None = None
-    """Architecture of a tiny random model built offline (qwen3_asr, qwen2_audio, voxtral, granite_speech)."""
+    """Architecture of a tiny random model built offline (a registered name: qwen3_asr, qwen2_audio, voxtral,
+    granite_speech, qwen2_5_omni_thinker, composed, or one registered with `adaptkit.models.register`)."""
     name: str | None = None
     """Hub id or local path of a real checkpoint."""
     arch: str | None = None
@@ -55,7 +52,7 @@ class ModelSection:
     size: str = "tiny"
     """Tiny models only: `tiny`, or `small` (Qwen3-ASR: about 3 M parameters, trainable from scratch on CPU)."""
     init_std: float | None = None
-    """Tiny models only: init std of the random weights (default: the family's; Qwen3-ASR uses 0.2)."""
+    """Tiny models only: init std of the random weights (default: the architecture's, 0.2)."""
     dtype: str = "float32"
     """Weights dtype when loading a checkpoint: float32, bfloat16 or float16."""
     encoder: str | None = None
@@ -191,7 +188,7 @@ class Recipe:
     model: ModelSection
     freeze: FreezeSpec
     data: DataSection | None = None
-    task: str = "speaker_asr"
+    task: str = DEFAULT_TASK
     train: TrainSection = field(default_factory=TrainSection)
     output_dir: Path | None = None
     prompt: str = ""
@@ -203,11 +200,7 @@ class Recipe:
     def load(cls, path: str | Path | None = None, overrides: Iterable[str] = ()) -> "Recipe":
         """Read, override and validate a recipe file (None: the embedded default)."""
         source = str(path) if path else DEFAULT
-        data = _read_yaml(path)
-        if overrides and not isinstance(data, dict):
-            raise AdaptkitError(f"{source}: a recipe is a mapping of sections, got {type(data).__name__}")
-        for item in overrides:
-            _override(data, item)
+        data = read_yaml(path, overrides)
         base = Path(path).resolve().parent if path else Path.cwd()
         return cls.parse(data, source, base)
 
@@ -219,29 +212,25 @@ class Recipe:
             raise AdaptkitError(f"{source}: a recipe is a mapping of sections, got {type(data).__name__}")
         allowed = ("model", "tokens", "freeze", "data", "task", "train", "output_dir", "prompt", "language")
         with blame(source):
-            for key in data:
-                if key not in allowed:
-                    raise AdaptkitError(f"unknown key {key!r}{closest(key, allowed)}; allowed: {', '.join(allowed)}")
+            check_keys(data, allowed)
             if "model" not in data:
                 raise AdaptkitError("missing section 'model'")
-            freeze = dict(_typed(data.get("freeze") or {}, dict, "freeze"))
+            freeze = dict(typed(data.get("freeze") or {}, dict, "freeze"))
             if data.get("tokens") is not None:
                 if freeze.get("add_tokens") is not None:
                     raise AdaptkitError("tokens: give new tokens either in 'tokens' or in 'freeze.add_tokens', not both")
                 freeze["add_tokens"] = data["tokens"]
             model = data["model"] if not isinstance(data["model"], str) else {"name": data["model"]}
-            task = _typed(data.get("task", "speaker_asr"), str, "task")
-            if task not in TASKS:
-                raise AdaptkitError(f"task: unknown task {task!r}{closest(task, TASKS)}; supported: {', '.join(TASKS)}")
+            task = check_choice(typed(data.get("task", DEFAULT_TASK), str, "task"), sorted(TASKS), "task", "task")
             recipe = cls(
                 model=from_dict(ModelSection, model, "model"),
                 freeze=parse_spec(freeze, "freeze"),
                 data=from_dict(DataSection, data["data"], "data") if data.get("data") is not None else None,
                 task=task,
                 train=from_dict(TrainSection, data.get("train") or {}, "train"),
-                output_dir=(base / _typed(data["output_dir"], str, "output_dir")) if data.get("output_dir") else None,
-                prompt=_typed(data.get("prompt", ""), str, "prompt"),
-                language=_typed(data["language"], str, "language") if data.get("language") else None,
+                output_dir=(base / typed(data["output_dir"], str, "output_dir")) if data.get("output_dir") else None,
+                prompt=typed(data.get("prompt", ""), str, "prompt"),
+                language=typed(data["language"], str, "language") if data.get("language") else None,
                 source=source, raw=data,
             )
             _check(recipe, base)
@@ -273,14 +262,11 @@ def _check(recipe: Recipe, base: Path) -> None:
         raise AdaptkitError("model.llm: a composed model needs an LLM (hub id or path), and optionally model.encoder")
     if (m.encoder or m.llm or m.projector) and "composed" not in (m.tiny, m.arch):
         raise AdaptkitError("model: encoder, llm and projector are for composed models; set tiny or arch to composed")
-    if m.dtype not in ("float32", "bfloat16", "float16"):
-        raise AdaptkitError(f"model.dtype: unknown dtype {m.dtype!r}; use float32, bfloat16 or float16")
+    check_choice(m.dtype, ("float32", "bfloat16", "float16"), "model.dtype", "dtype")
     if t.precision is False:  # YAML 1.1 reads an unquoted `no` as false
         t.precision = "no"
     for key, allowed in (("optimizer", ("adamw", "sgd")), ("schedule", ("constant", "linear", "cosine")), ("precision", ("no", "bf16", "fp16"))):
-        value = getattr(t, key)
-        if value not in allowed:
-            raise AdaptkitError(f"train.{key}: unknown value {value!r}{closest(value, allowed)}; use one of {', '.join(allowed)}")
+        check_choice(getattr(t, key), allowed, f"train.{key}")
     _check_train(t)
     _check_scoring(recipe)
     if t.encoder_cache_dir is not None:
@@ -317,27 +303,19 @@ DATA_RANGES: dict[str, tuple[float, float]] = {"sample_rate": (1000, 384000), "m
 """Inclusive bounds of each numeric data setting."""
 
 
-def _in_range(where: str, value: Any, low: float, high: float, above_low: bool = False) -> None:
-    if value is None:
-        return
-    if not math.isfinite(value) or value < low or value > high or (above_low and value == low):
-        bound = f"> {low:g}" if above_low else f">= {low:g}"
-        raise AdaptkitError(f"{where}: must be a finite number {bound} and <= {high:g}, got {value!r}")
-
-
 def _check_train(t: "TrainSection") -> None:
     for key, (low, high) in TRAIN_RANGES.items():
-        _in_range(f"train.{key}", getattr(t, key), low, high, above_low=key in ("lr", "epochs"))
+        check_range(f"train.{key}", getattr(t, key), low, high, above_low=key in ("lr", "epochs"))
     if len(t.betas) != 2 or not all(math.isfinite(b) and 0 <= b < 1 for b in t.betas):
         raise AdaptkitError(f"train.betas: expected two numbers in [0, 1), got {t.betas}")
     for token, weight in t.token_loss_weights.items():
-        _in_range(f"train.token_loss_weights.{token}", weight, 0, 1e6)
+        check_range(f"train.token_loss_weights.{token}", weight, 0, 1e6)
 
 
 def _check_scoring(recipe: "Recipe") -> None:
     """train.best_metric names a metric of the task; early stopping needs evaluations to count."""
     t = recipe.train
-    names = METRICS.get(recipe.task, ())
+    names = task_of(recipe.task).metrics
     if t.best_metric is not None and t.best_metric not in names:
         raise AdaptkitError(f"train.best_metric: {t.best_metric!r} is not a {recipe.task} metric{closest(t.best_metric, names)}; "
                             f"use one of {', '.join(names)}")
@@ -347,7 +325,7 @@ def _check_scoring(recipe: "Recipe") -> None:
 
 def _check_data(d: "DataSection") -> None:
     for key, (low, high) in DATA_RANGES.items():
-        _in_range(f"data.{key}", getattr(d, key), low, high)
+        check_range(f"data.{key}", getattr(d, key), low, high)
     for key, value in d.filters.items():
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise AdaptkitError(f"data.filters.{key}: expected a finite number, got {value!r}")
@@ -357,8 +335,8 @@ def _check_data(d: "DataSection") -> None:
             raise AdaptkitError(f"data.downsample.ratio: expected a finite number >= 0, got {ratio!r}")
     if d.synth:
         inside("data.synth.out", d.synth.out)
-        _in_range("data.synth.n", d.synth.n, 1, 1e6)
-        _in_range("data.synth.duration", d.synth.duration, 2, 3600)
+        check_range("data.synth.n", d.synth.n, 1, 1e6)
+        check_range("data.synth.duration", d.synth.duration, 2, 3600)
 
 
 def inside(key: str, value: str) -> str:
@@ -369,74 +347,19 @@ def inside(key: str, value: str) -> str:
     return value
 
 
-def _type_name(kind: Any) -> str:
-    origin = typing.get_origin(kind)
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join(_type_name(a) for a in typing.get_args(kind) if a is not type(None))
-    if origin is not None:
-        return origin.__name__
-    return {float: "number"}.get(kind, getattr(kind, "__name__", str(kind)))
+def read_yaml(path: str | Path | None, overrides: Iterable[str] = ()) -> Any:
+    """The YAML document of a recipe file (None: the embedded default; an empty file: {}), then
+    each `KEY=VALUE` of `overrides` applied (`apply_override`). Unreadable files, bad YAML and
+    duplicate keys are one-line errors naming the file (and line)."""
+    data = _parse_yaml(path)
+    if overrides and not isinstance(data, dict):
+        raise AdaptkitError(f"{path or DEFAULT}: a recipe is a mapping of sections, got {type(data).__name__}")
+    for item in overrides:
+        apply_override(data, item)
+    return data
 
 
-def _coerce(value: Any, kind: Any, where: str) -> Any:
-    origin = typing.get_origin(kind)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(kind)
-        if value is None and type(None) in args:
-            return None
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _coerce(value, arg, where)
-            except AdaptkitError:
-                pass
-        raise AdaptkitError(f"{where}: expected {_type_name(kind)}, got {type(value).__name__} {value!r}")
-    if dataclasses.is_dataclass(kind):
-        return from_dict(kind, value, where)
-    if origin is list:
-        (item,) = typing.get_args(kind)
-        value = [value] if isinstance(value, (str, int, float)) and item in (str, float) else value
-        _typed(value, list, where)
-        return [_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
-    if origin is dict:
-        _, item = typing.get_args(kind)
-        _typed(value, dict, where)
-        return {k: (v if item is Any else _coerce(v, item, f"{where}.{k}")) for k, v in value.items()}
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if kind is float and isinstance(value, str) and _FLOAT.fullmatch(value.strip()):
-        return float(value)  # YAML 1.1 reads 3e-3 (no dot) as a string
-    if kind is Any:
-        return value
-    return _typed(value, kind, where)
-
-
-_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
-
-
-def _typed(value: Any, kind: type, where: str) -> Any:
-    if not isinstance(value, kind) or (isinstance(value, bool) and kind in (int, float)):
-        raise AdaptkitError(f"{where}: expected {_type_name(kind)}, got {type(value).__name__} {value!r}")
-    return value
-
-
-def from_dict(cls: type, data: Any, where: str) -> Any:
-    """Build dataclass `cls` from a mapping: unknown keys get a did-you-mean, types are checked."""
-    if isinstance(data, cls):
-        return data
-    _typed(data, dict, where)
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in fields(cls)]
-    kwargs = {}
-    for key, value in data.items():
-        if key not in names:
-            raise AdaptkitError(f"{where}.{key}: unknown key{closest(key, names)}; allowed: {', '.join(names)}")
-        kwargs[key] = _coerce(value, hints[key], f"{where}.{key}")
-    return cls(**kwargs)
-
-
-def _read_yaml(path: str | Path | None) -> dict[str, Any]:
+def _parse_yaml(path: str | Path | None) -> Any:
     if path is None:
         text, name = resources.files("adaptkit").joinpath("default_recipe.yaml").read_text(encoding="utf-8"), DEFAULT
     else:
@@ -470,7 +393,9 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
-def _override(data: dict[str, Any], item: str) -> None:
+def apply_override(data: dict[str, Any], item: str) -> None:
+    """Set one `KEY=VALUE` override in `data` in place: dots walk into sections (made when
+    missing), the value is parsed as YAML (`train.lr=1e-4`, `data.filters={x: 0.9}`)."""
     key, sep, value = item.partition("=")
     if not sep or not key:
         raise AdaptkitError(f"override {item!r}: expected KEY=VALUE, e.g. train.lr=1e-4")

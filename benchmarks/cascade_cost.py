@@ -20,7 +20,7 @@ import torch
 
 def main() -> None:
     from adaptkit.data.audio import load_audio
-    from adaptkit.eval.run import Target
+    from adaptkit.eval.run import TaskModel
     from adaptkit.freeze import apply
     from adaptkit.models import Loaded, build_tiny
     from adaptkit.models.composed import tiny_feature_extractor
@@ -40,7 +40,7 @@ def main() -> None:
         model, tok = build_tiny("composed", encoder="parakeet_encoder", llm="qwen2",
                                 projector={"type": "conv_transformer", "layers": 1, "heads": 4})
         model, _ = apply(model, {"add_tokens": ["<COMPLETE>", "<INCOMPLETE>", "<BACKCHANNEL>"], "train": ["projector"]}, tokenizer=tok)
-        verifier = TagVerifier(Target(Loaded("composed", model, tok, tiny_feature_extractor("parakeet_encoder")), "turn_tags", "en", "", set(), "tiny"))
+        verifier = TagVerifier(TaskModel(Loaded("composed", model, tok, tiny_feature_extractor("parakeet_encoder")), "turn_tags", "en", "", set(), "tiny"))
         waves = [load_audio(p, 16000) for split in ("test_id", "test_ood") for p in sorted((out / split).glob("*.wav"))
                  if not p.name.endswith(".stereo.wav")]
         cost = {}

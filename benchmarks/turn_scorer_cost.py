@@ -17,7 +17,7 @@ import torch
 from transformers import Qwen3Config, Qwen3ForCausalLM
 
 from adaptkit.models.tokenizer import tiny_tokenizer
-from adaptkit.turn.scorer import EndOfTurnScorer
+from adaptkit.end_of_turn import EndOfTurnScorer
 
 WORDS = "thank you for calling customer support how can I help you with your order today".split()
 

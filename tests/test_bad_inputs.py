@@ -127,6 +127,13 @@ def _a_file(w: World) -> str:
     return str(path)
 
 
+def _untasked_rows(w: World) -> str:
+    """A decoded.jsonl as an older adaptkit wrote it: rows that do not name their task."""
+    path = w.fresh("decoded.jsonl")
+    path.write_text(json.dumps({"id": "a", "language": "en", "reference": "hi", "hypothesis": "hi"}) + "\n")
+    return str(path)
+
+
 T = "train"
 CASES = [
     # the recipe file
@@ -276,6 +283,7 @@ CASES = [
     Case("eval", "a recipe never trained", lambda w: ["eval", w.recipe(), "--data", "x"], "no trained adapter in"),
     Case("eval", "batch size not a number", lambda w: ["eval", str(w.trained / "adapter"), "--batch-size", "x"], "'x' is not a valid integer"),
     Case("eval", "unknown task", lambda w: ["eval", str(w.trained / "adapter"), "--task", "bogus"], "'bogus' is not one of"),
+    Case("eval", "hypotheses without a task", lambda w: ["eval", "--hypotheses", _untasked_rows(w)], "task: the rows do not name their task"),
     Case("eval", "missing manifest", lambda w: ["eval", str(w.trained / "adapter"), "--data", str(w.fresh("none.jsonl"))], "cannot read manifest"),
     Case("adapter", "config not JSON", lambda w: ["eval", w.adapter_copy(lambda f: (f / "adaptkit_adapter.json").write_text("{")), "--data", "x"], "adaptkit_adapter.json:1: not valid JSON"),
     Case("adapter", "config not UTF-8", lambda w: ["eval", w.adapter_copy(lambda f: (f / "adaptkit_adapter.json").write_bytes(b"\xff")), "--data", "x"], "adaptkit_adapter.json: not UTF-8 text"),

@@ -8,7 +8,7 @@ from transformers import Qwen3Config, Qwen3ForCausalLM
 
 from adaptkit.errors import AdaptkitError
 from adaptkit.models.tokenizer import tiny_tokenizer
-from adaptkit.turn.scorer import EndOfTurnScorer
+from adaptkit.end_of_turn import EndOfTurnScorer
 
 
 def tiny_lm(tok):

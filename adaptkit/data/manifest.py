@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from adaptkit.control_tokens import CONTROL_TOKEN  # noqa: F401  (re-exported: batching strips them for CTC)
 from adaptkit.errors import AdaptkitError
 
-CONTROL_TOKEN = re.compile(r"<\|[^|<>]+\|>")
 ANSWER_PREFIX = re.compile(r"^\s*(?:language\s+([^<\n]*))?<asr_text>")
 """Qwen3-ASR's answer prefix at the start of a text: `language Japanese<asr_text>` (`language None<asr_text>`:
 no speech), or a bare `<asr_text>`. The one definition: manifests, the task and the scorers use it."""

@@ -22,8 +22,9 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from adaptkit.control_tokens import CONTROL_TOKEN
 from adaptkit.eval.numbers import counting_runs, digit_string
-from adaptkit.eval.text import CONTROL_TOKEN, is_unspaced, normalize
+from adaptkit.eval.text import is_unspaced, normalize
 from adaptkit.tasks.speaker_asr import ANSWER_PREFIX
 
 FLAG_NAMES = ("high_compression", "repeated_unit", "seq_rep", "counting", "too_long", "no_eos", "leaked_token")

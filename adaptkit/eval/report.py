@@ -1,6 +1,6 @@
 """Evaluation reports: JSON for machines, Markdown for people, PNG plots, written into one folder.
 
-A `Report` is a title, a headline table and named sections; a table is a list of dict rows, so
+An `EvalReport` is a title, a headline table and named sections; a table is a list of dict rows, so
 speaker ASR, turn taking and a later comparison of runs all use the same writer. Plots draw through
 matplotlib's Agg canvas (no pyplot, no global backend change).
 """
@@ -17,7 +17,7 @@ from adaptkit.atomic import atomic_dir
 from adaptkit.errors import AdaptkitError
 
 REPORT_FILES = ("report.json", "report.md", "report.html", "plots", "decoded.jsonl")
-"""What `Report.write` puts in its folder."""
+"""What `EvalReport.write` puts in its folder."""
 
 
 @dataclass
@@ -55,7 +55,7 @@ class Section:
 
 
 @dataclass
-class Report:
+class EvalReport:
     """Title, header lines, headline table, sections and free metadata."""
 
     title: str

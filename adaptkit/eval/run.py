@@ -1,6 +1,6 @@
 """`adaptkit eval`: decode a test set with a trained adapter (or a checkpoint) and write a report.
 
-The target is a recipe (its trained adapter in output_dir), an adapter folder (it names its base
+The model is a recipe (its trained adapter in output_dir), an adapter folder (it names its base
 and task), or a merged checkpoint folder. Each `--data` manifest is one set (named after its
 folder, e.g. test_id / test_ood) in the breakdowns. With `--hypotheses`, an earlier
 decoded.jsonl is scored again without decoding.
@@ -19,12 +19,13 @@ from adaptkit.eval.degeneration import tokenizer_control_tokens
 from adaptkit.freeze import load_adapter, read_adapter_config
 from adaptkit.models import Loaded, load
 from adaptkit.recipe import ModelSection, Recipe, from_dict
-from adaptkit.tasks import task as task_module
+from adaptkit.tasks import DEFAULT_TASK, TASKS, task as task_of
 
 
 @dataclass
-class Target:
-    """A model ready to decode, and what it was trained for."""
+class TaskModel:
+    """A model ready to decode, and the task it was trained for (with that task's language, prompt
+    and tokens); `load_task_model` builds one from a recipe, an adapter or a checkpoint."""
 
     loaded: Loaded
     task: str
@@ -34,7 +35,7 @@ class Target:
     name: str
 
 
-def load_target(path: str | Path, task: str | None = None, adapter: bool = True) -> Target:
+def load_task_model(path: str | Path, task: str | None = None, adapter: bool = True) -> TaskModel:
     """Build the model that `path` names: a recipe, an adapter folder or a merged checkpoint.
 
     With `adapter=False` a recipe gives its base model as it is (the reference row of a comparison)."""
@@ -43,7 +44,7 @@ def load_target(path: str | Path, task: str | None = None, adapter: bool = True)
         recipe = Recipe.load(path)
         if not adapter:
             tokens = set(recipe.new_tokens.tokens) if recipe.new_tokens else set()  # in the references, not in the base
-            return Target(load(recipe.model), task or recipe.task, recipe.language, recipe.prompt, tokens, f"{path} (base, no adapter)")
+            return TaskModel(load(recipe.model), task or recipe.task, recipe.language, recipe.prompt, tokens, f"{path} (base, no adapter)")
         adapter = (recipe.output_dir or Path("runs") / "adaptkit") / "adapter"
         if not adapter.is_dir():
             raise AdaptkitError(f"{path}: no trained adapter in {adapter}; run adaptkit train {path} first")
@@ -52,11 +53,11 @@ def load_target(path: str | Path, task: str | None = None, adapter: bool = True)
         return _from_adapter(path, task)
     if (path / "config.json").is_file():  # a merged checkpoint: its new tokens are in its tokenizer
         loaded = load(ModelSection(name=str(path)))
-        return Target(loaded, task or "speaker_asr", None, "", set(loaded.tokenizer.get_added_vocab()), str(path))
+        return TaskModel(loaded, task or DEFAULT_TASK, None, "", set(loaded.tokenizer.get_added_vocab()), str(path))
     raise AdaptkitError(f"{path}: not a recipe, an adaptkit adapter or a checkpoint folder")
 
 
-def _from_adapter(folder: Path, task: str | None) -> Target:
+def _from_adapter(folder: Path, task: str | None) -> TaskModel:
     config = read_adapter_config(folder)
     if "model" not in config:
         raise AdaptkitError(f"{folder}: the adapter does not name its base model (written by an older adaptkit?)")
@@ -65,92 +66,69 @@ def _from_adapter(folder: Path, task: str | None) -> Target:
     model, _ = load_adapter(loaded.model, folder, tokenizer=loaded.tokenizer)
     loaded.model = model
     tokens = set(config.get("token_rows", {})) | set(config.get("added_tokens", {}))
-    return Target(loaded, task or config.get("task", "speaker_asr"), config.get("language"), config.get("prompt", ""),
+    return TaskModel(loaded, task or config.get("task", DEFAULT_TASK), config.get("language"), config.get("prompt", ""),
                   tokens, str(folder))
 
 
-def _units(sample: Sample) -> list | None:
-    """Timed reference units from the synth JSON beside the audio, when there is one."""
-    meta = Path(sample.audio).with_suffix(".json")
-    if sample.start is not None or not meta.is_file():
-        return None
-    return json.loads(meta.read_text(encoding="utf-8")).get("units")
-
-
-def decode_sets(target: Target, manifests: list[str], batch_size: int = 8, limit: int | None = None,
+def decode_sets(task_model: TaskModel, manifests: list[str], batch_size: int = 8, limit: int | None = None,
                 progress: bool = True, force_language: bool = True, on_bad_sample: str = "error") -> list[dict]:
-    """Decode every manifest; one dict per sample as the scoring functions take them.
+    """Decode every manifest as the model's task does; one dict per sample as its scoring takes them,
+    each naming the task (so that `--hypotheses` scores it again without guessing).
 
     With `force_language`, a sample whose language is known (its own, else the adapter's) gets the
-    answer prefix `language X<asr_text>` in its prompt, as `Qwen3ASRModel.transcribe(language=X)`
+    task's answer prefix (`language X<asr_text>`) in its prompt, as `Qwen3ASRModel.transcribe(language=X)`
     does; without it the model writes the prefix itself, as `transcribe()` with no language."""
-    from adaptkit.eval.decode import decode
-
-    arch, tok = target.loaded.architecture, target.loaded.tokenizer
-    tm = task_module(target.task)
+    t = task_of(task_model.task)
     rows = []
     for manifest in manifests:
-        allowed = target.tokens | set(getattr(tm, "TAGS", {}).values())
-        samples, _ = read_manifest(manifest, allowed, on_bad_sample, tm.REQUIRE, tm.check, audio=getattr(tm, "AUDIO", True))
+        samples, _ = read_manifest(manifest, task_model.tokens | set(t.allowed_tokens), on_bad_sample, t.require, t.check, audio=t.audio)
         samples = samples[:limit] if limit else samples
-        if target.task == "turn_end":
-            rows += _end_probabilities(target, samples, Path(manifest).parent.name, len(manifests) > 1)
-            continue
-        answers = [tm.target(s, target.language) for s in samples]
-        tags = list(getattr(tm, "TAGS", {}).values())
-        forced = hasattr(tm, "answer_prefix") and force_language
-        prefixes = [tm.answer_prefix(s.language or target.language) if forced and (s.language or target.language) else ""
-                    for s in samples]
-        out = decode(target.loaded.model, arch, tok, target.loaded.feature_extractor, samples, answers,
-                     target.prompt, batch_size=batch_size, score_tokens=tags, progress=progress, prefixes=prefixes)
         set_name = Path(manifest).parent.name
-        for s, d in zip(samples, out):
+        out = t.decode(task_model, samples, batch_size=batch_size, progress=progress, force_language=force_language)
+        for s, fields in zip(samples, out):
             sid = f"{set_name}/{s.id}" if len(manifests) > 1 else s.id  # ids repeat across generated sets
-            row = {"id": sid, "set": set_name, "language": s.language or target.language or "", "hypothesis": d.text,
-                   "raw": d.raw, "ended_with_eos": d.ended_with_eos, "tokens": d.tokens}
-            if target.task == "turn_tags":
-                row.update(reference=s.label, probabilities=d.first_scores)
-            else:
-                row.update(reference=s.text, units=_units(s))
-            rows.append(row)
+            rows.append({"task": t.name, "id": sid, "set": set_name, "language": s.language or task_model.language or "", **fields})
     return rows
 
 
-def decode_target(target: Target, manifests: list[str], batch_size: int = 8, limit: int | None = None,
+def generate(task_model: TaskModel, samples: list[Sample], answers: list[str], prefixes: list[str], score_tokens: list[str],
+             batch_size: int = 8, progress: bool = True) -> list:
+    """Generate an output per sample with the task model (`eval.decode.decode`); `score_tokens` get
+    their probabilities at the answer's first token."""
+    from adaptkit.eval.decode import decode
+
+    loaded = task_model.loaded
+    return decode(loaded.model, loaded.architecture, loaded.tokenizer, task_model.loaded.feature_extractor, samples, answers,
+                  task_model.prompt, batch_size=batch_size, score_tokens=score_tokens, progress=progress, prefixes=prefixes)
+
+
+def end_probabilities(task_model: TaskModel, conversations: list[list[dict]]) -> list[float]:
+    """P(<|im_end|>) after each conversation with its last message left open (the turn-detector seed)."""
+    from adaptkit.end_of_turn import EndOfTurnScorer
+
+    scorer = EndOfTurnScorer(task_model.loaded.architecture.text_model(task_model.loaded.model), task_model.loaded.tokenizer)
+    return [scorer.start(messages) for messages in conversations]
+
+
+def decode_task_model(task_model: TaskModel, manifests: list[str], batch_size: int = 8, limit: int | None = None,
                   progress: bool = True, force_language: bool = True, on_bad_sample: str = "error") -> tuple[list[dict], set[str]]:
     """`decode_sets`, each row marked with the tokenizer's control tokens it contains (kept in
     decoded.jsonl, so that scoring it again finds the same leaks); also returns those tokens.
     `adaptkit eval` and scoring during training both decode through here."""
-    rows = decode_sets(target, manifests, batch_size, limit, progress, force_language, on_bad_sample)
-    known = tokenizer_control_tokens(target.loaded.tokenizer)
+    rows = decode_sets(task_model, manifests, batch_size, limit, progress, force_language, on_bad_sample)
+    known = tokenizer_control_tokens(task_model.loaded.tokenizer)
     for row in rows:
         text = str(row.get("raw") or row.get("hypothesis") or "")
         row["control_tokens"] = sorted(tok for tok in known if tok in text)
     return rows, known
 
 
-def _end_probabilities(target: Target, samples: list[Sample], set_name: str, prefixed: bool) -> list[dict]:
-    """P(<|im_end|>) after each conversation with its last message left open (the turn-detector seed)."""
-    from adaptkit.turn.scorer import EndOfTurnScorer
-
-    scorer = EndOfTurnScorer(target.loaded.architecture.text_model(target.loaded.model), target.loaded.tokenizer)
-    return [{"id": f"{set_name}/{s.id}" if prefixed else s.id, "set": set_name, "language": s.language or target.language or "",
-             "language_pair": s.fields.get("language_pair"), "reference": s.fields["ended"],
-             "probability": scorer.start(s.fields["messages"])} for s in samples]
-
-
 def score_rows(rows: list[dict], task: str, source: str, known_tokens: Iterable[str] = ()):
     """Score decoded rows with the task's scoring function; `known_tokens` are the tokenizer's
     special and added tokens (leaks when the task does not allow them)."""
-    from adaptkit.eval import score
-
     if not rows:
         raise AdaptkitError(f"{source}: no sample to score")
-    if task == "turn_tags":
-        return score.score_turn_tags(rows, source=source, known_tokens=known_tokens)
-    if task == "turn_end":
-        return score.score_turn_end(rows, source=source)
-    return score.score_speaker_asr(rows, source=source, known_tokens=known_tokens)
+    return task_of(task).score(rows, source, known_tokens)
 
 
 def _device(name: str):
@@ -185,25 +163,42 @@ def read_hypotheses(path: str | Path) -> list[dict]:
     return rows
 
 
-def evaluate(target: str | Path | None, data: list[str], out: str | Path, task: str | None = None,
+def hypotheses_task(rows: list[dict], path: str | Path) -> str:
+    """The task the rows of a decoded.jsonl name; none (an older adaptkit), or several, is an error asking for --task."""
+    names = {row.get("task") for row in rows}
+    supported = ", ".join(sorted(TASKS))
+    if None in names:
+        raise AdaptkitError(f"{path}: task: the rows do not name their task (written by an older adaptkit?); "
+                            f"pass --task ({supported})")
+    if len(names) > 1:
+        raise AdaptkitError(f"{path}: task: the rows name several tasks ({', '.join(sorted(map(str, names)))}); "
+                            f"score one task per file, or pass --task ({supported})")
+    try:
+        return task_of(names.pop()).name
+    except AdaptkitError as err:
+        raise AdaptkitError(f"{path}: task: {err}") from None
+
+
+def evaluate(model_path: str | Path | None, data: list[str], out: str | Path, task: str | None = None,
              hypotheses: str | Path | None = None, batch_size: int = 8, limit: int | None = None, adapter: bool = True,
              device: str | None = None, force_language: bool = True):
     """Decode (or read) and score; write report.json, report.md, plots and decoded.jsonl into `out`.
 
+    `model_path` is a recipe, an adapter folder or a merged checkpoint (the command's TARGET).
     `device` is where the model decodes (default: `cuda` when there is a GPU, else `cpu`); the model
     keeps its dtype and the inputs are cast to it."""
     known: set[str] = set()  # the tokenizer's control tokens; a decoded.jsonl alone has none
     if hypotheses:
         rows = read_hypotheses(hypotheses)
-        name, task = str(hypotheses), task or ("turn_tags" if "probabilities" in rows[0] else "turn_end" if "probability" in rows[0] else "speaker_asr")
+        name, task = str(hypotheses), task or hypotheses_task(rows, hypotheses)
     else:
         if not data:
             raise AdaptkitError("eval: give at least one --data manifest (or --hypotheses)")
         from adaptkit.eval.decode import default_device
 
-        t = load_target(target, task, adapter)
+        t = load_task_model(model_path, task, adapter)
         t.loaded.model.to(_device(device or default_device()))
-        rows, known = decode_target(t, data, batch_size, limit, force_language=force_language)
+        rows, known = decode_task_model(t, data, batch_size, limit, force_language=force_language)
         name, task = t.name, t.task
     scores = score_rows(rows, task, str(hypotheses or ", ".join(data)), known)
     decoded = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)

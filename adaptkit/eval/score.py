@@ -3,7 +3,7 @@
 Each function takes a list of sample dicts (what the decoding step writes, one per utterance),
 checks them, and returns `Scores`: overall metrics, breakdowns (per language, per set and, for
 turn taking, per group such as a language pair), degeneration rates and one row per sample.
-`Scores.report()` turns them into a `Report` (JSON, Markdown, plots).
+`Scores.report()` turns them into an `EvalReport` (JSON, Markdown, plots).
 
 Rates over a group are pooled, not averaged: errors of all samples / reference tokens of all
 samples (pyannote-style for DER: seconds over seconds).
@@ -12,16 +12,17 @@ samples (pyannote-style for DER: seconds over seconds).
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
+from adaptkit.control_tokens import CONTROL_TOKEN
 from adaptkit.errors import AdaptkitError
 from adaptkit.eval import degeneration as dg
 from adaptkit.eval import speaker_metrics as sm
 from adaptkit.eval import turn_metrics as tm
-from adaptkit.eval.report import Plot, Report
+from adaptkit.eval.report import Plot, EvalReport
 from adaptkit.eval.text import CONTROL_TOKEN, NORMALIZATIONS
+from adaptkit.tasks import SpeakerAsr, TurnEnd, TurnTags, task
 from adaptkit.tasks.speaker_asr import ANSWER_PREFIX
 
 Sample = Mapping[str, Any]
@@ -32,7 +33,7 @@ class Scores:
     """What a scoring function returns."""
 
     task: str
-    """`speaker_asr`, `turn_tags` or `turn_end`."""
+    """The name of the task scored (a key of `adaptkit.tasks.TASKS`)."""
     overall: dict[str, Any]
     breakdowns: dict[str, dict[str, dict[str, Any]]]
     """Key (`language`, `set`, `group`) -> value -> the same metrics as `overall`; a key that no
@@ -51,9 +52,10 @@ class Scores:
         return {"task": self.task, "header": self.header, "overall": self.overall, "breakdowns": self.breakdowns,
                 "degeneration": self.degeneration, "rows": self.rows, "extra": self.extra}
 
-    def report(self, title: str | None = None, meta: Mapping[str, Any] | None = None) -> Report:
-        """A `Report` whose headline has one row for all samples and one per set."""
-        report = _REPORTERS[self.task](self, title or _TITLES[self.task], dict(meta or {}))
+    def report(self, title: str | None = None, meta: Mapping[str, Any] | None = None) -> EvalReport:
+        """The task's `EvalReport` (default title: the task's); its headline has one row for all samples and one per set."""
+        t = task(self.task)
+        report = t.report(self, title or t.title, dict(meta or {}))
         report.header = dict(self.header)
         return report
 
@@ -180,7 +182,7 @@ def score_speaker_asr(samples: Iterable[Sample], *, allowed_tokens: Iterable[str
         return _speaker_group([pairs[k] for k in idx], [flags[k] for k in idx])
 
     return Scores(
-        task="speaker_asr",
+        task=SpeakerAsr.name,
         overall=metrics(range(len(samples))),
         breakdowns={key: {v: metrics(idx) for v, idx in by.items()} for key, by in groups.items()},
         degeneration=_degeneration(flags, groups),
@@ -269,7 +271,7 @@ def score_turn_tags(samples: Iterable[Sample], *, labels: Sequence[str] = tm.TUR
         m["degenerate"] = sum(flags[k].degenerate for k in idx) / len(idx)
         return m
 
-    return Scores(task="turn_tags", overall=metrics(range(len(samples))),
+    return Scores(task=TurnTags.name, overall=metrics(range(len(samples))),
                   breakdowns={key: {v: metrics(idx) for v, idx in by.items()} for key, by in groups.items()},
                   degeneration=_degeneration(flags, groups), rows=rows, extra={"labels": labels}, header=dict(TURN_HEADER))
 
@@ -304,16 +306,13 @@ def score_turn_end(samples: Iterable[Sample], *, threshold: float = 0.5,
     def metrics(idx: Sequence[int]) -> dict[str, Any]:
         return tm.binary_metrics([y[k] for k in idx], [p[k] for k in idx], threshold)
 
-    return Scores(task="turn_end", overall=metrics(range(len(samples))),
+    return Scores(task=TurnEnd.name, overall=metrics(range(len(samples))),
                   breakdowns={key: {v: metrics(idx) for v, idx in by.items()} for key, by in groups.items()},
                   degeneration={}, rows=rows, header=dict(TURN_END_HEADER),
                   extra={"sweep": tm.threshold_sweep(y, p, thresholds), "distribution": tm.probability_distribution(y, p)})
 
 
 # ----------------------------------------------------------------------------- reports
-
-
-_TITLES = {"speaker_asr": "Speaker-attributed ASR", "turn_tags": "Turn tags", "turn_end": "Turn end"}
 
 
 def _pick(m: Mapping[str, Any], keys: Sequence[str]) -> dict[str, Any]:
@@ -327,16 +326,17 @@ def _headline(scores: Scores, keys: Sequence[str]) -> list[dict[str, Any]]:
     return rows
 
 
-def _breakdown_sections(report: Report, scores: Scores, keys: Sequence[str], plot_keys: Sequence[str]) -> None:
+def _breakdown_sections(report: EvalReport, scores: Scores, keys: Sequence[str], plot_keys: Sequence[str]) -> None:
     for key, by in scores.breakdowns.items():
         rows = [{key: v, **_pick(m, keys)} for v, m in by.items()]
         plots = [Plot(f"by_{key}", "bar", f"By {key}", rows, x=key, y=list(plot_keys))] if key == "language" else []
         report.add(f"By {key}", rows, plots=plots)
 
 
-def _speaker_report(scores: Scores, title: str, meta: dict[str, Any]) -> Report:
+def speaker_report(scores: Scores, title: str, meta: dict[str, Any]) -> EvalReport:
+    """The speaker-ASR report: headline, breakdowns, degeneration, samples and the worst ten."""
     keys = ("n", "unit", "cp_error_rate", "error_rate", "wder", "der", "speaker_count_abs", "degenerate")
-    report = Report(title, _headline(scores, keys), meta={**meta, "allowed_tokens": scores.extra.get("allowed_tokens")})
+    report = EvalReport(title, _headline(scores, keys), meta={**meta, "allowed_tokens": scores.extra.get("allowed_tokens")})
     _breakdown_sections(report, scores, keys, ("cp_error_rate", "wder", "der"))
     _degeneration_section(report, scores)
     report.add("Samples", scores.rows, markdown=False)
@@ -345,15 +345,16 @@ def _speaker_report(scores: Scores, title: str, meta: dict[str, Any]) -> Report:
     return report
 
 
-def _degeneration_section(report: Report, scores: Scores) -> None:
+def _degeneration_section(report: EvalReport, scores: Scores) -> None:
     rows = [{"subset": "all", **scores.degeneration["overall"]}]
     rows += [{"subset": v, **r} for v, r in scores.degeneration.get("set", {}).items()]
     report.add("Degeneration", rows, text="Share of outputs flagged by each check (see adaptkit.eval.degeneration).")
 
 
-def _turn_tags_report(scores: Scores, title: str, meta: dict[str, Any]) -> Report:
+def turn_tags_report(scores: Scores, title: str, meta: dict[str, Any]) -> EvalReport:
+    """The turn-tag report: headline, per class, confusion matrix, breakdowns, degeneration, samples."""
     keys = ("n", "accuracy", "macro_f1", "other", "degenerate")
-    report = Report(title, _headline(scores, keys), meta=meta)
+    report = EvalReport(title, _headline(scores, keys), meta=meta)
     labels = scores.extra["labels"]
     per_class = [{"class": c, **scores.overall["per_class"][c]} for c in labels]
     conf = scores.overall["confusion"]
@@ -368,9 +369,10 @@ def _turn_tags_report(scores: Scores, title: str, meta: dict[str, Any]) -> Repor
     return report
 
 
-def _turn_end_report(scores: Scores, title: str, meta: dict[str, Any]) -> Report:
+def turn_end_report(scores: Scores, title: str, meta: dict[str, Any]) -> EvalReport:
+    """The turn-end report: headline, threshold sweep, probability by true class, breakdowns, samples."""
     keys = ("n", "threshold", "accuracy", "precision", "recall", "f1", "accuracy_complete", "accuracy_incomplete")
-    report = Report(title, _headline(scores, keys), meta=meta)
+    report = EvalReport(title, _headline(scores, keys), meta=meta)
     sweep = scores.extra["sweep"]
     report.add("Threshold sweep", [_pick(r, keys[1:]) for r in sweep],
                plots=[Plot("threshold_sweep", "line", "Threshold sweep", sweep, x="threshold",
@@ -379,7 +381,3 @@ def _turn_end_report(scores: Scores, title: str, meta: dict[str, Any]) -> Report
     _breakdown_sections(report, scores, keys, ("accuracy", "f1"))
     report.add("Samples", scores.rows, markdown=False)
     return report
-
-
-_REPORTERS: dict[str, Callable[[Scores, str, dict[str, Any]], Report]] = {
-    "speaker_asr": _speaker_report, "turn_tags": _turn_tags_report, "turn_end": _turn_end_report}

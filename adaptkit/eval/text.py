@@ -20,6 +20,7 @@ import re
 import unicodedata
 from typing import Literal
 
+from adaptkit.control_tokens import CONTROL_TOKEN
 from adaptkit.errors import AdaptkitError
 
 Unit = Literal["word", "char"]
@@ -35,10 +36,6 @@ _LANGUAGE_NAMES = {
     "japanese": "ja", "chinese": "zh", "mandarin": "zh", "cantonese": "yue", "thai": "th",
     "lao": "lo", "khmer": "km", "burmese": "my", "tibetan": "bo",
 }
-
-CONTROL_TOKEN = re.compile(r"<\|[^<>|\s]{1,64}\|>|</?[A-Za-z_][A-Za-z0-9_]{0,63}>")
-"""Anything shaped like a control token: `<|...|>` (`<|spk_0|>`, `<|im_start|>`) or a tag of one
-word (`<COMPLETE>`, `<think>`, `</think>`, `</s>`, `<asr_text>`)."""
 
 _APOSTROPHES = re.compile(r"['\u2019]")
 

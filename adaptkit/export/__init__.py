@@ -17,7 +17,7 @@ from typing import Any
 from adaptkit.atomic import atomic_write_text
 from adaptkit.errors import AdaptkitError
 
-TARGETS = ("peft", "merged", "hub-folder")
+FORMATS = ("peft", "merged", "hub-folder")
 
 
 @dataclass
@@ -25,7 +25,8 @@ class Exported:
     """Where an export went, and what the user should know about it."""
 
     path: Path
-    target: str
+    form: str
+    """The `--to` form: one of FORMATS."""
     notes: list[str] = field(default_factory=list)
 
 
@@ -77,24 +78,25 @@ def _base_name(config: dict[str, Any], peft_root: str) -> str:
     return model.get("name") or ("" if base.startswith("tiny:") else base)
 
 
-def _to_peft(target, config: dict[str, Any], out: Path) -> list[str]:
+def _to_peft(task_model, config: dict[str, Any], out: Path) -> list[str]:
     from adaptkit.export.peft_folder import peft_base, save_peft
     from adaptkit.models import load
-    from adaptkit.recipe import ModelSection, from_dict
+    from adaptkit.recipe import ModelSection
+    from adaptkit.validation import from_dict
 
-    model, arch = target.loaded.model, target.loaded.arch
+    model, arch = task_model.loaded.model, task_model.loaded.arch
     fresh = load(from_dict(ModelSection, config["model"], "adaptkit_adapter.json: model"))
     return save_peft(model, arch, fresh.model, fresh.tokenizer, out, _base_name(config, peft_base(arch, model).path))
 
 
 def export(adapter: str | Path, out: str | Path, to: str, summary: str | Path | None = None,
            report: str | Path | None = None) -> Exported:
-    """Export the adapter folder (or recipe) `adapter` to `out` in the form `to` (see TARGETS)."""
-    from adaptkit.eval.run import load_target
+    """Export the adapter folder (or recipe) `adapter` to `out` in the form `to` (see FORMATS)."""
+    from adaptkit.eval.run import load_task_model
     from adaptkit.freeze import read_adapter_config, save_merged
 
-    if to not in TARGETS:
-        raise AdaptkitError(f"export --to: {to!r} is not a target; choose one of {', '.join(TARGETS)}")
+    if to not in FORMATS:
+        raise AdaptkitError(f"export --to: {to!r} is not a format; choose one of {', '.join(FORMATS)}")
     folder = _adapter_folder(Path(adapter))
     config = read_adapter_config(folder)
     if "model" not in config:
@@ -104,11 +106,11 @@ def export(adapter: str | Path, out: str | Path, to: str, summary: str | Path | 
 
         raise no_lora(spec_kinds(config.get("spec") or {}))
     files = run_files(folder, summary, report) if to == "hub-folder" else (None, None)
-    target = load_target(folder)
+    task_model = load_task_model(folder)
     out = Path(out)
     if to == "peft":
-        return Exported(out, to, _to_peft(target, config, out))
-    save_merged(target.loaded.model, out, *target.loaded.save_pretrained_objects())
+        return Exported(out, to, _to_peft(task_model, config, out))
+    save_merged(task_model.loaded.model, out, *task_model.loaded.save_pretrained_objects())
     notes = ["loads with the class's own from_pretrained; the new tokens are not special, so skip_special_tokens=True keeps them"]
     if to == "hub-folder":
         from adaptkit.export.card import model_card

@@ -12,6 +12,7 @@ import json
 from typing import Any, Mapping
 
 from adaptkit.eval.report import markdown_table
+from adaptkit.tasks import DEFAULT_TASK
 
 TRAINING_KEYS = ("steps", "seconds", "samples_per_second", "final_loss", "dev_loss", "trainable_parameters", "peak_memory_mb")
 """The summary.json fields in the card's training table, in this order."""
@@ -24,7 +25,7 @@ def _base_name(config: Mapping[str, Any]) -> str:
 
 def _front_matter(config: Mapping[str, Any]) -> str:
     base = _base_name(config)
-    lines = ["---", "library_name: transformers", "tags:", "- adaptkit", f"- {config.get('task', 'speaker_asr')}"]
+    lines = ["---", "library_name: transformers", "tags:", "- adaptkit", f"- {config.get('task', DEFAULT_TASK)}"]
     if "/" in base and not base.startswith(("/", ".", "tiny:")):
         lines.append(f"base_model: {base}")
     return "\n".join(lines + ["---"])
@@ -50,7 +51,7 @@ def _eval_sections(report: Mapping[str, Any]) -> list[str]:
 def model_card(config: Mapping[str, Any], summary: Mapping[str, Any] | None, report: Mapping[str, Any] | None) -> str:
     """README.md text for a merged checkpoint: base, what trained, tokens, recipe, eval tables."""
     base = _base_name(config)
-    parts = [_front_matter(config), "", f"# {config.get('task', 'speaker_asr')} adapter on {base}, merged", "",
+    parts = [_front_matter(config), "", f"# {config.get('task', DEFAULT_TASK)} adapter on {base}, merged", "",
              f"Fine-tuned with adaptkit from `{base}` ({config.get('architecture', '?')}); the adapter is merged into the "
              "weights, so the folder loads with the class's own `from_pretrained`. New tokens are added tokens that are not "
              "special: decoding with `skip_special_tokens=True` (vLLM's default) keeps them.", ""]

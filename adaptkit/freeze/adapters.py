@@ -24,7 +24,7 @@ from adaptkit.atomic import atomic_dir
 from adaptkit.errors import AdaptkitError
 from adaptkit.freeze.apply import Applied, apply
 from adaptkit.freeze.fingerprint import fingerprint
-from adaptkit.freeze.report import Report
+from adaptkit.freeze.report import FreezeReport
 from adaptkit.freeze.tokens import set_tie_flags
 
 WEIGHTS = "adapter.safetensors"
@@ -90,7 +90,7 @@ def read_adapter_config(path: str | Path) -> dict[str, Any]:
     return config
 
 
-def load_adapter(model: nn.Module, path: str | Path, tokenizer=None) -> tuple[nn.Module, Report]:
+def load_adapter(model: nn.Module, path: str | Path, tokenizer=None) -> tuple[nn.Module, FreezeReport]:
     """Apply the saved spec to a fresh base `model` and load the saved tensors into it."""
     config = read_adapter_config(path)
     if config.get("architecture") != type(model).__name__:

@@ -17,9 +17,10 @@ from torch import nn
 
 from adaptkit.errors import AdaptkitError
 from adaptkit.freeze.components import ComponentMap, component_map, resolve_modules, resolve_parameters
-from adaptkit.freeze.report import Report, components, count
-from adaptkit.freeze.spec import FreezeSpec, PathRule, closest, parse_spec
+from adaptkit.freeze.report import FreezeReport, components, count
+from adaptkit.freeze.spec import FreezeSpec, PathRule, parse_spec
 from adaptkit.freeze.tokens import add_tokens, check_token_layers, embedding_modules, is_tied, set_tie_flags, token_ids
+from adaptkit.validation import closest
 
 ADAPTER_NAME = "default"
 
@@ -80,7 +81,7 @@ def _wrap_token_rows(model: nn.Module, cmap: ComponentMap, ids: list[int], tied:
         model.set_submodule(cmap.lm_head, head_layer)
 
 
-def apply(model: nn.Module, spec: FreezeSpec | Mapping[str, Any], tokenizer=None) -> tuple[nn.Module, Report]:
+def apply(model: nn.Module, spec: FreezeSpec | Mapping[str, Any], tokenizer=None) -> tuple[nn.Module, FreezeReport]:
     """Freeze `model` except what `spec` names; returns the (adapted, in place) model and its report.
 
     Order: resolve the components and every rule and check the token layers (failing before
@@ -136,10 +137,10 @@ def apply(model: nn.Module, spec: FreezeSpec | Mapping[str, Any], tokenizer=None
     return model, report(model)
 
 
-def report(model: nn.Module) -> Report:
+def report(model: nn.Module) -> FreezeReport:
     """The report of a model that `apply` has prepared."""
     state: Applied = model.adaptkit
-    return Report(
+    return FreezeReport(
         architecture=type(model).__name__, component_source=state.cmap.source, groups=count(model, state.cmap),
         token_rows=dict(state.token_rows), tied=state.tied, lora_modules=list(state.lora_modules),
         components=components(state.cmap),

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from torch import nn
 
 from adaptkit.errors import AdaptkitError
-from adaptkit.freeze.spec import COMPONENTS, closest
+from adaptkit.freeze.spec import COMPONENTS
+from adaptkit.validation import closest
 
 ARCH_MAPS: dict[str, dict[str, str | list[str]]] = {}
 """Model class name -> component -> module path(s), as in `model.named_modules()`. Filled by the

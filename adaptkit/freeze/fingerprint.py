@@ -26,9 +26,3 @@ def moved(model: nn.Module, before: dict[str, str]) -> list[str]:
     now = fingerprint(model)
     return [name for name, digest in before.items() if now.get(name) != digest]
 
-
-def assert_unchanged(model: nn.Module, before: dict[str, str]) -> None:
-    """Raise AssertionError naming the frozen parameters that moved since `before`."""
-    changed = moved(model, before)
-    if changed:
-        raise AssertionError(f"{len(changed)} frozen parameters moved, e.g. {', '.join(changed[:3])}")

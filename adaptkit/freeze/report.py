@@ -15,7 +15,7 @@ GROUPS = ("encoder", "projector", "llm", "embeddings", "lm_head", "lora")
 
 
 @dataclass
-class Report:
+class FreezeReport:
     """Parameter counts per group (components, `lora`, and `other` when present) and trained rows."""
 
     architecture: str

@@ -31,11 +31,12 @@ first, then any given here).
 
 from __future__ import annotations
 
-import difflib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any, Mapping
+from typing import Any
 
 from adaptkit.errors import AdaptkitError
+from adaptkit.validation import check_choice, check_keys, closest, coerce, from_dict, typed
 
 COMPONENTS = ("encoder", "projector", "llm", "embeddings", "lm_head")
 TOKEN_INITS = ("mean", "description", "random")
@@ -121,37 +122,6 @@ class FreezeSpec:
         return out
 
 
-def closest(name: str, candidates, n: int = 3) -> str:
-    """A ' (closest: a, b)' hint for an unknown name, or '' when nothing is close."""
-    near = difflib.get_close_matches(str(name), [str(c) for c in candidates], n=n, cutoff=0.5)
-    return f" (closest: {', '.join(near)})" if near else ""
-
-
-def _check_keys(data: Mapping, allowed, where: str) -> None:
-    if not isinstance(data, Mapping):
-        raise AdaptkitError(f"{where}: expected a mapping, got {type(data).__name__}")
-    for key in data:
-        if key not in allowed:
-            raise AdaptkitError(f"{where}.{key}: unknown key{closest(key, allowed) or ''}; allowed: {', '.join(allowed)}")
-
-
-def _typed(value: Any, kind: type | tuple, where: str, name: str) -> Any:
-    ok = isinstance(value, kind) and not (isinstance(value, bool) and kind in (int, float, (int, float)))
-    if not ok:
-        expected = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
-        raise AdaptkitError(f"{where}: expected {expected}, got {type(value).__name__} {value!r}")
-    return value
-
-
-def _str_list(value: Any, where: str) -> list[str]:
-    if isinstance(value, str):
-        value = [value]
-    _typed(value, list, where, "list")
-    for i, item in enumerate(value):
-        _typed(item, str, f"{where}[{i}]", "str")
-    return list(value)
-
-
 def _parse_rule(item: Any, where: str) -> TokenRule | PathRule:
     if isinstance(item, str):
         head = item.split(".")[0]
@@ -161,53 +131,35 @@ def _parse_rule(item: Any, where: str) -> TokenRule | PathRule:
                 "a 're:<regex>' or a glob on parameter names"
             )
         return PathRule(item)
-    if isinstance(item, Mapping):
-        _check_keys(item, ("tokens",), where)
-        return TokenRule(_str_list(item["tokens"], f"{where}.tokens"))
+    if isinstance(item, dict):
+        return from_dict(TokenRule, item, where)
     raise AdaptkitError(f"{where}: expected a component name or {{tokens: [...]}}, got {type(item).__name__} {item!r}")
 
 
 def _parse_lora(data: Any, where: str) -> LoraSpec:
-    if isinstance(data, str):
-        data = {"target": data}
-    _check_keys(data, [f.name for f in fields(LoraSpec)], where)
-    lora = LoraSpec(
-        target=_typed(data.get("target", "llm.attention"), str, f"{where}.target", "str"),
-        r=_typed(data.get("r", 8), int, f"{where}.r", "int"),
-        alpha=float(_typed(data.get("alpha", 16.0), (int, float), f"{where}.alpha", "number")),
-        dropout=float(_typed(data.get("dropout", 0.0), (int, float), f"{where}.dropout", "number")),
-        within=_typed(data.get("within", "llm"), str, f"{where}.within", "str"),
-    )
+    lora = from_dict(LoraSpec, {"target": data} if isinstance(data, str) else data, where)
     if lora.r <= 0:
         raise AdaptkitError(f"{where}.r: must be a positive integer, got {lora.r}")
     if not 0.0 <= lora.dropout < 1.0:
         raise AdaptkitError(f"{where}.dropout: must be in [0, 1), got {lora.dropout}")
-    if lora.within not in COMPONENTS:
-        raise AdaptkitError(f"{where}.within: unknown component {lora.within!r}{closest(lora.within, COMPONENTS)}")
+    check_choice(lora.within, COMPONENTS, f"{where}.within", "component")
     return lora
 
 
 def _parse_add_tokens(data: Any, where: str) -> AddTokens:
-    if isinstance(data, (list, str)):
-        data = {"tokens": data}
-    _check_keys(data, [f.name for f in fields(AddTokens)], where)
-    add = AddTokens(
-        tokens=_str_list(data.get("tokens", []), f"{where}.tokens"),
-        init=_typed(data.get("init", "mean"), str, f"{where}.init", "str"),
-        descriptions=dict(_typed(data.get("descriptions", {}), Mapping, f"{where}.descriptions", "mapping")),
-    )
-    if add.init not in TOKEN_INITS:
-        raise AdaptkitError(f"{where}.init: unknown init {add.init!r}{closest(add.init, TOKEN_INITS)}; use one of {', '.join(TOKEN_INITS)}")
+    add = from_dict(AddTokens, {"tokens": data} if isinstance(data, (list, str)) else data, where)
+    check_choice(add.init, TOKEN_INITS, f"{where}.init", "init")
     if add.init == "description":
-        missing = [t for t in add.tokens if not str(add.descriptions.get(t, "")).strip()]
+        missing = [t for t in add.tokens if not add.descriptions.get(t, "").strip()]
         if missing:
             raise AdaptkitError(f"{where}.descriptions: init 'description' needs a text for {', '.join(missing)}")
     return add
 
 
 def _parse_components(data: Any, where: str) -> dict[str, str | list[str]]:
-    _check_keys(data, COMPONENTS, where)
-    return {k: (v if isinstance(v, str) else _str_list(v, f"{where}.{k}")) for k, v in data.items()}
+    typed(data, dict, where)
+    check_keys(data, COMPONENTS, where)
+    return {k: coerce(v, str | list[str], f"{where}.{k}") for k, v in data.items()}
 
 
 STRATEGIES: dict[str, dict[str, Any]] = {
@@ -230,18 +182,17 @@ def parse_spec(data: FreezeSpec | Mapping | None, where: str = "freeze") -> Free
         return data
     if data is None:
         data = {}
-    if isinstance(data, Mapping) and "strategy" in data:
-        name = data["strategy"]
-        if name not in STRATEGIES:
-            raise AdaptkitError(f"{where}.strategy: unknown strategy {name!r}{closest(str(name), STRATEGIES)}; use one of {', '.join(STRATEGIES)}")
+    typed(data, Mapping, where)
+    if "strategy" in data:
+        name = check_choice(data["strategy"], STRATEGIES, f"{where}.strategy", "strategy")
         preset, extra = STRATEGIES[name], {k: v for k, v in data.items() if k != "strategy"}
         train = extra.get("train") or []
         data = {**preset, **extra, "train": list(preset["train"]) + (list(train) if isinstance(train, list) else [train])}
-    _check_keys(data, ("train", "lora", "add_tokens", "components"), where)
+    check_keys(data, ("train", "lora", "add_tokens", "components"), where)
     train = data.get("train") or []
     if isinstance(train, (str, Mapping)):
         train = [train]
-    _typed(train, list, f"{where}.train", "list")
+    typed(train, list, f"{where}.train")
     spec = FreezeSpec(
         train=[_parse_rule(item, f"{where}.train[{i}]") for i, item in enumerate(train)],
         lora=_parse_lora(data["lora"], f"{where}.lora") if data.get("lora") is not None else None,

@@ -13,7 +13,8 @@ from transformers import AddedToken, PretrainedConfig
 
 from adaptkit.errors import AdaptkitError
 from adaptkit.freeze.components import ComponentMap
-from adaptkit.freeze.spec import AddTokens, closest
+from adaptkit.freeze.spec import AddTokens
+from adaptkit.validation import closest
 
 PAD_TO_MULTIPLE = 64
 

@@ -1,4 +1,4 @@
-"""A LiveKit end-of-turn detector around `adaptkit.turn.scorer.EndOfTurnScorer`.
+"""A LiveKit end-of-turn detector around `adaptkit.end_of_turn.EndOfTurnScorer`.
 
 It has the shape of LiveKit's turn detector plugins (`livekit.agents.voice.turn._TurnDetector`):
 `predict_end_of_turn(chat_ctx)` returns P(end of turn) for the conversation so far,
@@ -19,7 +19,7 @@ from typing import Any, Mapping
 from torch import nn
 
 from adaptkit.errors import AdaptkitError
-from adaptkit.turn.scorer import EndOfTurnScorer
+from adaptkit.end_of_turn import EndOfTurnScorer
 
 ROLES = ("user", "assistant")
 
@@ -54,10 +54,11 @@ class EndOfTurnDetector:
     @classmethod
     def from_adapter(cls, path: str, thresholds: Mapping[str, float], **kwargs) -> "EndOfTurnDetector":
         """A detector on a trained turn_end adapter (or recipe, or merged checkpoint)."""
-        from adaptkit.eval.run import load_target
+        from adaptkit.eval.run import load_task_model
+        from adaptkit.tasks import TurnEnd
 
-        target = load_target(path, "turn_end")
-        return cls(target.loaded.architecture.text_model(target.loaded.model), target.loaded.tokenizer, thresholds, **kwargs)
+        task_model = load_task_model(path, TurnEnd.name)
+        return cls(task_model.loaded.architecture.text_model(task_model.loaded.model), task_model.loaded.tokenizer, thresholds, **kwargs)
 
     @property
     def model(self) -> str:

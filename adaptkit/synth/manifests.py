@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import json
+from typing import Hashable, Sequence
 
 import numpy as np
 import soundfile as sf
@@ -83,20 +84,25 @@ def label_weights(rows: list[dict]) -> list[dict]:
     return rows
 
 
+def chat_messages(said: Sequence[tuple[Hashable, str]], sep: str) -> list[dict[str, str]]:
+    """The call so far as chat messages: consecutive units of one speaker joined by `sep` into one
+    message, role `user` for the last speaker (the one judged) and `assistant` for the other.
+
+    `said` is (speaker, text) of each unit in order, backchannels left out (they never take the
+    floor). turn_end.jsonl is written with it, and the cascade's text verifier asks with it."""
+    groups: list[tuple[Hashable, list[str]]] = []
+    for speaker, text in said:
+        if groups and groups[-1][0] == speaker:
+            groups[-1][1].append(text)
+        else:
+            groups.append((speaker, [text]))
+    last = groups[-1][0] if groups else None
+    return [{"role": "user" if s == last else "assistant", "content": sep.join(t)} for s, t in groups]
+
+
 def turn_end_rows(conv: Conversation, file_id: str) -> list[dict]:
     """One sample per unit boundary of the floor holder; backchannels are left out of the text."""
     sep = " " if SCRIPTS[conv.lang].spaced else ""
-    turns: dict[int, list] = {}
-    for u in conv.units:
-        if u.label != "backchannel":
-            turns.setdefault(u.turn, []).append(u)
-    history: list[tuple[int, str]] = []
-    rows = []
-    for units in turns.values():
-        speaker = units[0].speaker
-        for j, u in enumerate(units):
-            messages = [{"role": "user" if s == speaker else "assistant", "content": c} for s, c in history]
-            messages.append({"role": "user", "content": sep.join(x.text for x in units[: j + 1])})
-            rows.append({"messages": messages, "ended": u.label == "complete", "language": conv.lang, "id": f"{file_id}_e{len(rows):03d}"})
-        history.append((speaker, sep.join(x.text for x in units)))
-    return rows
+    said = [(u.speaker, u.text, u.label) for u in conv.units if u.label != "backchannel"]
+    return [{"messages": chat_messages([(s, t) for s, t, _ in said[: k + 1]], sep), "ended": label == "complete",
+             "language": conv.lang, "id": f"{file_id}_e{k:03d}"} for k, (_, _, label) in enumerate(said)]

@@ -1,22 +1,18 @@
-"""Tasks: what the model is asked to produce for a sample.
+"""Tasks: what the model is asked to produce for a sample, and how it is decoded and scored.
 
-Each task module offers `REQUIRE` (manifest keys beyond audio and text), `check(sample)` (raises
-AdaptkitError for a sample the task cannot use) and `target(sample) -> str` (the assistant text).
-A text-only task sets `AUDIO = False` and may offer `for_training(samples)` to choose what trains.
+Each task is a `Task` subclass in its own module (`speaker_asr`, `turn_tags`, `turn_end`),
+registered in `TASKS`; `task(name)` gives it. Everything task-specific goes through these objects.
 """
 
 from __future__ import annotations
 
-import importlib
-from types import ModuleType
+from adaptkit.tasks.base import GeneratingTask, Task
+from adaptkit.tasks.registry import TASKS, register, task
+from adaptkit.tasks.speaker_asr import SpeakerAsr
+from adaptkit.tasks.turn_end import TurnEnd
+from adaptkit.tasks.turn_tags import TurnTags
 
-from adaptkit.errors import AdaptkitError
+DEFAULT_TASK = SpeakerAsr.name
+"""The task of a recipe, adapter or checkpoint that names none."""
 
-TASKS = {"speaker_asr": "adaptkit.tasks.speaker_asr", "turn_tags": "adaptkit.tasks.turn_tags", "turn_end": "adaptkit.tasks.turn_end"}
-
-
-def task(name: str) -> ModuleType:
-    """The module implementing task `name`."""
-    if name not in TASKS:
-        raise AdaptkitError(f"unknown task {name!r}; supported: {', '.join(TASKS)}")
-    return importlib.import_module(TASKS[name])
+__all__ = ["DEFAULT_TASK", "GeneratingTask", "TASKS", "Task", "SpeakerAsr", "TurnEnd", "TurnTags", "register", "task"]

@@ -7,7 +7,8 @@ Nothing in a checkpoint can run code on load: safetensors holds raw tensors, and
 int-keyed maps and tensor references. A digest of every tensor's bytes is stored with it, so a
 truncated or flipped file is detected and skipped in favour of the previous checkpoint.
 
-Each file is written to a temporary `.step.*` name, fsynced, renamed, and its folder fsynced.
+Each file is written to a temporary `.step.*` name, fsynced, renamed, and its folder fsynced
+(`adaptkit.atomic.atomic_file`).
 """
 
 from __future__ import annotations
@@ -15,10 +16,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import random
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from adaptkit.atomic import fsync_dir
+from adaptkit.atomic import atomic_file
 from adaptkit.errors import AdaptkitError
 
 log = logging.getLogger("adaptkit")
@@ -124,22 +123,12 @@ def save(folder: Path, step: int, state: dict[str, Any]) -> Path:
     if bad:
         raise ValueError(f"checkpoint: refusing to write non-finite tensors ({', '.join(bad[:3])})")
     metadata = {"format": FORMAT, "digest": _digest(tensors), "state": json.dumps(body)}
-    tmp = None
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=_TEMP, dir=folder)
-        os.close(fd)
-        save_file(tensors, tmp, metadata=metadata)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        fsync_dir(folder)
+        with atomic_file(path, prefix=_TEMP) as tmp:  # `.step.*`: what remove_temporaries finds after a kill
+            save_file(tensors, str(tmp), metadata=metadata)
     except (OSError, SafetensorError) as err:
         reason = getattr(err, "strerror", None) or str(err).splitlines()[0]
         raise AdaptkitError(f"{path}: cannot write checkpoint ({reason}); the previous checkpoint is kept") from None
-    finally:
-        if tmp and os.path.exists(tmp):
-            os.unlink(tmp)
     for old in checkpoints(folder)[:-KEEP]:
         old.unlink(missing_ok=True)
     return path

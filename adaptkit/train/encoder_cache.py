@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from pathlib import Path
 
 import torch
@@ -17,6 +16,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from adaptkit.atomic import atomic_file
 from adaptkit.data.manifest import Sample
 
 
@@ -65,11 +65,6 @@ class EncoderCache:
     def __setitem__(self, index: int, states: torch.Tensor) -> None:
         self.memory[index] = states
         if self.folder and index < len(self.keys):
-            fd, tmp = tempfile.mkstemp(prefix=".enc.", dir=self.folder)
-            os.close(fd)
-            try:
-                save_file({"states": states.detach().cpu().contiguous()}, tmp)
-                os.replace(tmp, self.folder / f"{self.keys[index]}.safetensors")
-            finally:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
+            # not durable: an entry lost at a power cut is only computed again, and no fsync per sample
+            with atomic_file(self.folder / f"{self.keys[index]}.safetensors", prefix=".enc.", durable=False) as tmp:
+                save_file({"states": states.detach().cpu().contiguous()}, str(tmp))

@@ -29,7 +29,7 @@ from adaptkit.freeze import apply, fingerprint, moved, save_adapter, save_merged
 from adaptkit.freeze.adapters import adapter_state
 from adaptkit.models import load
 from adaptkit.recipe import Recipe, blame, inside
-from adaptkit.tasks import task as task_module
+from adaptkit.tasks import task as task_of
 from adaptkit.train import checkpoint
 from adaptkit.train.encoder_cache import EncoderCache, encoder_digest, sample_key
 from adaptkit.train.guard import Interrupted, StopFlag, output_lock, stop_on_signals
@@ -134,8 +134,8 @@ def _manifests(recipe: Recipe, out: Path, accelerator) -> tuple[str, str | None]
 
 
 def _read(recipe: Recipe, path: str, allowed: set[str], training: bool) -> tuple[list[Sample], list[str]]:
-    d, t = recipe.data, task_module(recipe.task)
-    samples, skipped = read_manifest(path, allowed, d.on_bad_sample, t.REQUIRE, t.check, getattr(t, "AUDIO", True))
+    d, t = recipe.data, task_of(recipe.task)
+    samples, skipped = read_manifest(path, allowed, d.on_bad_sample, t.require, t.check, t.audio)
     for s in samples:
         if s.duration > d.max_audio_seconds:
             msg = f"{s.where}: audio of {s.duration:.1f} s is longer than data.max_audio_seconds ({d.max_audio_seconds})"
@@ -143,8 +143,7 @@ def _read(recipe: Recipe, path: str, allowed: set[str], training: bool) -> tuple
                 raise AdaptkitError(msg)
             skipped.append(msg)
     samples = [s for s in samples if s.duration <= d.max_audio_seconds]
-    if hasattr(t, "for_training"):
-        samples = t.for_training(samples)
+    samples = t.for_training(samples)
     if training:
         samples = filter_samples(samples, d.filters)
         if d.downsample:
@@ -292,7 +291,7 @@ def _build(recipe: Recipe, out: Path) -> _Parts:
     model, report = apply(loaded.model, recipe.freeze, tokenizer=tok)
     frozen = fingerprint(model)
     allowed = set(report.token_rows) | set(recipe.new_tokens.tokens if recipe.new_tokens else [])
-    for tag in getattr(task_module(recipe.task), "TAGS", {}).values():
+    for tag in task_of(recipe.task).allowed_tokens:
         if tag not in tok.get_vocab():
             raise AdaptkitError(f"tokens: task {recipe.task} answers with {tag}; add it under tokens")
     train_path, dev_path = _manifests(recipe, out, accelerator)
@@ -338,7 +337,7 @@ def total_steps(recipe: Recipe, batches_per_epoch: int) -> int:
 
 def _loaders(recipe: Recipe, loaded, samples: list[Sample], dev_samples: list[Sample]):
     t, tok = recipe.train, loaded.tokenizer
-    target = task_module(recipe.task).target
+    target = task_of(recipe.task).target
 
     def encode_one(s: Sample) -> Encoded:
         return encode(s, loaded.architecture, tok, loaded.feature_extractor, target(s, recipe.language), recipe.prompt, recipe.data.sample_rate,

@@ -1,7 +1,7 @@
 """Scoring during training: decode a few dev samples with `adaptkit eval`'s own code, keep the best.
 
 At each `train.eval_every` the model in memory decodes the first `train.eval_samples` samples of
-the dev manifest through `adaptkit.eval.run.decode_target` and is scored by `score_rows`, so the
+the dev manifest through `adaptkit.eval.run.decode_task_model` and is scored by `score_rows`, so the
 numbers are those `adaptkit eval` would report on the same samples (speaker ASR: cpCER / cpWER,
 WDER, degenerate rate; turn tags: macro-F1; turn end: F1). `Best` follows one of those metrics
 and counts evaluations without improvement for early stopping.
@@ -16,12 +16,13 @@ from typing import Any
 
 from torch import nn
 
-from adaptkit.eval.metric_names import DEFAULT_METRIC, HIGHER_IS_BETTER, METRICS
+from adaptkit.eval.metric_names import HIGHER_IS_BETTER
+from adaptkit.tasks import task as task_of
 
 
 def best_metric(task: str, name: str | None) -> str:
     """The metric that chooses `adapter_best/`: `name`, or the task's default."""
-    return name or DEFAULT_METRIC[task]
+    return name or task_of(task).headline_metric
 
 
 def dev_metrics(model: nn.Module, loaded: Any, task: str, language: str | None, prompt: str, tokens: set[str],
@@ -29,15 +30,15 @@ def dev_metrics(model: nn.Module, loaded: Any, task: str, language: str | None, 
     """Decode the first `samples` of `manifest` with `model` and score them as `adaptkit eval` does.
 
     The model is left in eval mode; the caller returns it to training (`train_mode`)."""
-    from adaptkit.eval.run import Target, decode_target, score_rows
+    from adaptkit.eval.run import TaskModel, decode_task_model, score_rows
 
-    target = Target(dataclasses.replace(loaded, model=model), task, language, prompt, set(tokens), "training")
-    rows, known = decode_target(target, [manifest], batch_size, samples, progress=False, on_bad_sample=on_bad_sample)
+    task_model = TaskModel(dataclasses.replace(loaded, model=model), task, language, prompt, set(tokens), "training")
+    rows, known = decode_task_model(task_model, [manifest], batch_size, samples, progress=False, on_bad_sample=on_bad_sample)
     overall = score_rows(rows, task, manifest, known).overall
     out: dict[str, Any] = {"n": overall.get("n", len(rows))}
     if "unit" in overall:
         out["unit"] = overall["unit"]
-    out.update({k: overall[k] for k in METRICS[task] if overall.get(k) is not None})
+    out.update({k: overall[k] for k in task_of(task).metrics if overall.get(k) is not None})
     return out
 
 

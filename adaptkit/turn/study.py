@@ -25,8 +25,9 @@ import numpy as np
 
 from adaptkit.atomic import atomic_write_text
 from adaptkit.errors import AdaptkitError
-from adaptkit.recipe import Recipe, _read_yaml, _override, blame, closest, from_dict
+from adaptkit.recipe import Recipe, blame, read_yaml
 from adaptkit.turn import cascade
+from adaptkit.validation import check_choice, from_dict
 
 log = logging.getLogger("adaptkit")
 BASELINES = ("vad_timeout", "smart_turn")
@@ -77,11 +78,7 @@ class CascadeRecipe:
     @classmethod
     def load(cls, path: str | Path, overrides: tuple[str, ...] = ()) -> "CascadeRecipe":
         """Read, override and validate a cascade recipe; paths are relative to the file."""
-        data = _read_yaml(path)
-        if overrides and not isinstance(data, dict):
-            raise AdaptkitError(f"{path}: a recipe is a mapping of sections, got {type(data).__name__}")
-        for item in overrides:
-            _override(data, item)
+        data = read_yaml(path, overrides)
         base = Path(path).resolve().parent
         with blame(str(path)):
             if not isinstance(data, dict) or "turn_models" not in data:
@@ -95,19 +92,18 @@ class CascadeRecipe:
             recipe.output_dir = (base / recipe.output_dir).resolve() if recipe.output_dir else Path("runs/cascade").resolve()
             if recipe.gate.path:
                 recipe.gate.path = str((base / recipe.gate.path).resolve())
-            if recipe.gate.kind not in ("gru", "silero"):
-                raise AdaptkitError(f"gate.kind: unknown gate {recipe.gate.kind!r}{closest(recipe.gate.kind, ('gru', 'silero'))}; use gru or silero")
+            check_choice(recipe.gate.kind, ("gru", "silero"), "gate.kind", "gate")
             for b in recipe.baselines:
-                if b not in BASELINES:
-                    raise AdaptkitError(f"baselines: unknown baseline {b!r}{closest(b, BASELINES)}; use {', '.join(BASELINES)}")
+                check_choice(b, BASELINES, "baselines", "baseline")
             if not recipe.turn_models:
                 raise AdaptkitError("turn_models: name at least one turn model")
         return recipe
 
 
-def _target(path: str):
-    """A turn model ready to ask; a recipe without a trained adapter is trained first."""
-    from adaptkit.eval.run import load_target
+def _verifier(path: str):
+    """The end-of-turn verifier of a turn model, ready to ask; a recipe without a trained adapter is trained first."""
+    from adaptkit.eval.run import load_task_model
+    from adaptkit.tasks import task
     from adaptkit.train import run
 
     if path.endswith((".yaml", ".yml")):
@@ -115,16 +111,12 @@ def _target(path: str):
         if not ((recipe.output_dir or Path("runs/adaptkit")) / "adapter").is_dir():
             log.info("training the turn model %s", path)
             run(recipe)
-    target = load_target(path)
-    if target.task not in ("turn_tags", "turn_end"):
-        raise AdaptkitError(f"turn_models: {path} is a {target.task} model; a turn model is turn_tags or turn_end")
-    return target
-
-
-def _verifier(target):
-    from adaptkit.turn.verifiers import EndOfTurnVerifier, TagVerifier
-
-    return TagVerifier(target) if target.task == "turn_tags" else EndOfTurnVerifier(target)
+    task_model = load_task_model(path)
+    verifier = task(task_model.task).verifier(task_model)
+    if verifier is None:
+        raise AdaptkitError(f"turn_models: {path} is a {task_model.task} model, which gives no end-of-turn probability; "
+                            "a turn model is trained for turn tags or turn end")
+    return verifier
 
 
 def _data_folder(recipe: CascadeRecipe) -> Path:
@@ -179,7 +171,7 @@ def run_study(recipe: CascadeRecipe) -> dict[str, Any]:
     folder = _data_folder(recipe) if recipe.data else None  # a recipe's own data exists only after training it
     if folder is not None:
         _conversations(folder / recipe.test, recipe.limit)  # fail on missing data before any training
-    targets = {name: _target(path) for name, path in recipe.turn_models.items()}
+    verifiers = {name: _verifier(path) for name, path in recipe.turn_models.items()}
     folder = folder or _data_folder(recipe)
     convs = _conversations(folder / recipe.test, recipe.limit)
     waves = [load_audio(p, cascade.SAMPLE_RATE) for p, _ in convs]
@@ -200,8 +192,7 @@ def run_study(recipe: CascadeRecipe) -> dict[str, Any]:
 
     gate_name = "GRU" if gate_info["kind"] == "gru" else "Silero VAD"
     first = None
-    for name, target in targets.items():
-        v = _verifier(target)
+    for name, v in verifiers.items():
         traces = add(f"cascade: {name}", gate_name, v)
         first = first or traces
         if recipe.every_chunk:

@@ -15,16 +15,16 @@ class TagVerifier:
     """P(end of turn) from a 3-tag Speech-LLM: 1 - P(<INCOMPLETE>) among the three tags at the answer
     position (after COMPLETE, and after a backchannel, the other speaker talks next: a Gap).
 
-    `target` is an `adaptkit.eval.run.Target` (a trained adapter, recipe or merged checkpoint); the
+    `task_model` is an `adaptkit.eval.run.TaskModel` (a trained adapter, recipe or merged checkpoint); the
     audio is the last `context` seconds before the silence, as the tags were trained (synth's
     tag_context)."""
 
-    def __init__(self, target, context: float = 8.0) -> None:
-        self.target, self.context = target, context
-        self.arch = target.loaded.architecture
-        tok = target.loaded.tokenizer
+    def __init__(self, task_model, context: float = 8.0) -> None:
+        self.task_model, self.context = task_model, context
+        self.arch = task_model.loaded.architecture
+        tok = task_model.loaded.tokenizer
         self.tag_ids = tok.convert_tokens_to_ids([TAGS["complete"], TAGS["incomplete"], TAGS["backchannel"]])
-        target.loaded.model.eval()
+        task_model.loaded.model.eval()
 
     def reset(self, record: dict) -> None:
         """Nothing to keep between conversations."""
@@ -33,10 +33,10 @@ class TagVerifier:
     def __call__(self, audio: np.ndarray, end: float) -> float:
         if len(audio) < SAMPLE_RATE // 10:  # nothing said yet
             return 0.0
-        arch, loaded = self.arch, self.target.loaded
+        arch, loaded = self.arch, self.task_model.loaded
         model, tok = loaded.model, loaded.tokenizer
         feats = arch.features(loaded.feature_extractor, audio[-int(self.context * SAMPLE_RATE):])
-        ids = arch.prompt_ids(tok, arch.audio_token_count(feats.shape[-1], model), self.target.prompt)
+        ids = arch.prompt_ids(tok, arch.audio_token_count(feats.shape[-1], model), self.task_model.prompt)
         states = arch.encode_audio(model, feats[None], torch.ones(1, feats.shape[-1], dtype=torch.long))
         hidden = arch.llm_hidden(model, torch.tensor([ids]), torch.ones(1, len(ids), dtype=torch.long), arch.project(model, states))
         probs = torch.softmax(arch.logits(model, hidden[:, -1]).float()[0, self.tag_ids], dim=-1)
@@ -50,10 +50,10 @@ class EndOfTurnVerifier:
     model from recognition errors); the last speaker's message is left open, the others are
     closed, backchannels are left out as in turn_end.jsonl."""
 
-    def __init__(self, target) -> None:
-        from adaptkit.turn.scorer import EndOfTurnScorer
+    def __init__(self, task_model) -> None:
+        from adaptkit.end_of_turn import EndOfTurnScorer
 
-        loaded = target.loaded
+        loaded = task_model.loaded
         self.scorer = EndOfTurnScorer(loaded.architecture.text_model(loaded.model), loaded.tokenizer)
         self.units: list[dict] = []
         self.sep = " "
@@ -67,18 +67,10 @@ class EndOfTurnVerifier:
         self.sep = " " if script is None or script.spaced else ""
 
     def __call__(self, audio: np.ndarray, end: float) -> float:
-        done = [u for u in self.units if u["end"] <= end + 0.05]
-        if not done:
-            return 0.0
-        groups: list[list] = []
-        for u in done:
-            if groups and groups[-1][0] == u["speaker"]:
-                groups[-1][1].append(u["text"])
-            else:
-                groups.append([u["speaker"], [u["text"]]])
-        last = groups[-1][0]
-        messages = [{"role": "user" if s == last else "assistant", "content": self.sep.join(t)} for s, t in groups]
-        return self.scorer.start(messages)
+        from adaptkit.synth.manifests import chat_messages
+
+        done = [(u["speaker"], u["text"]) for u in self.units if u["end"] <= end + 0.05]
+        return self.scorer.start(chat_messages(done, self.sep)) if done else 0.0
 
 
 class SmartTurnVerifier:

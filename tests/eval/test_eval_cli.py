@@ -46,9 +46,27 @@ def test_eval_writes_json_markdown_plots_and_decoded_outputs(trained):
     rows = [json.loads(x) for x in (out / "decoded.jsonl").read_text().splitlines()]
     assert len(rows) == 2 and all(isinstance(r["ended_with_eos"], bool) and r["units"] for r in rows)
     assert all(set(r["control_tokens"]) <= {t for t in r["control_tokens"] if t in r["raw"]} for r in rows)
+    assert all(r["task"] == "speaker_asr" for r in rows)
     again = CliRunner().invoke(main, ["eval", "--hypotheses", str(out / "decoded.jsonl"), "--out", str(trained / "rescored")])
     assert again.exit_code == 0, again.output
     assert json.loads((trained / "rescored" / "report.json").read_text())["headline"] == report["headline"]
+
+
+def test_rows_that_do_not_name_their_task_need_task(trained):
+    out = trained / "old"
+    result = CliRunner().invoke(main, ["eval", str(trained / "run" / "adapter"), "--data",
+                                       str(trained / "calls" / "test_id" / "speaker_asr.jsonl"), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    old = trained / "old_decoded.jsonl"  # as adaptkit wrote it before rows named their task
+    old.write_text("".join(json.dumps({k: v for k, v in json.loads(x).items() if k != "task"}) + "\n"
+                           for x in (out / "decoded.jsonl").read_text().splitlines()))
+    result = CliRunner().invoke(main, ["eval", "--hypotheses", str(old), "--out", str(trained / "old_r")])
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1, result.output
+    assert result.stderr.startswith(f"error: {old}: task: ") and "pass --task" in result.stderr, result.stderr
+    result = CliRunner().invoke(main, ["eval", "--hypotheses", str(old), "--task", "speaker_asr", "--out", str(trained / "old_r")])
+    assert result.exit_code == 0, result.output
+    headline = json.loads((trained / "old_r" / "report.json").read_text())["headline"]
+    assert headline == json.loads((out / "report.json").read_text())["headline"]
 
 
 def test_the_recipe_names_its_adapter(trained):

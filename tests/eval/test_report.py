@@ -7,13 +7,13 @@ import json
 import pytest
 
 from adaptkit.errors import AdaptkitError
-from adaptkit.eval.report import Plot, Report, markdown_table
+from adaptkit.eval.report import EvalReport, Plot, markdown_table
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
-def _report() -> Report:
-    r = Report("Turn end", headline=[{"subset": "all", "f1": 0.8123456, "n": 10}, {"subset": "ood", "f1": None, "n": 4}],
+def _report() -> EvalReport:
+    r = EvalReport("Turn end", headline=[{"subset": "all", "f1": 0.8123456, "n": 10}, {"subset": "ood", "f1": None, "n": 4}],
                meta={"run": "a|b"})
     sweep = [{"threshold": t / 10, "f1": t / 10, "recall": 1 - t / 10} for t in range(1, 10)]
     r.add("Sweep", sweep, text="Higher is better.", plots=[Plot("sweep", "line", "Sweep", sweep, x="threshold",
@@ -48,13 +48,13 @@ def test_write_json_markdown_and_pngs(tmp_path):
 def test_rewrite_replaces_and_refuses_foreign_folders(tmp_path):
     folder = tmp_path / "rep"
     _report().write(folder)
-    Report("Second").write(folder)
+    EvalReport("Second").write(folder)
     assert json.loads((folder / "report.json").read_text())["title"] == "Second"
     assert not (folder / "plots").exists()
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "checkpoint.pt").write_bytes(b"x")
     with pytest.raises(AdaptkitError, match="other files"):
-        Report("x").write(tmp_path / "run")
+        EvalReport("x").write(tmp_path / "run")
     assert (tmp_path / "run" / "checkpoint.pt").exists()
 
 

@@ -132,7 +132,7 @@ def _close(cell: str, value) -> bool:
 
 
 def test_the_hub_folder_holds_the_merged_checkpoint_and_a_card_from_the_runs_own_files(tmp_path, fx):
-    from adaptkit.eval.report import Report
+    from adaptkit.eval.report import EvalReport
 
     folder, batch, want, model = trained_adapter(tmp_path, "qwen3_asr", SPECS["lora+tokens"], **fx)
     run = folder.parent
@@ -142,7 +142,7 @@ def test_the_hub_folder_holds_the_merged_checkpoint_and_a_card_from_the_runs_own
     headline = [{"subset": "all", "n": 4, "cp_error_rate": 0.4375, "wder": 0.125, "degenerate": 0.25},
                 {"subset": "test_id", "n": 2, "cp_error_rate": 0.3125, "wder": 0.0625, "degenerate": 0.0}]
     rates = [{"set": "all", "n": 4, "no_eos": 0.25, "repeated_unit": 0.0, "any": 0.25}]
-    rep = Report(title="Speaker ASR", headline=headline, meta={"model": str(folder), "task": "speaker_asr"})
+    rep = EvalReport(title="Speaker ASR", headline=headline, meta={"model": str(folder), "task": "speaker_asr"})
     rep.add("Degeneration rates", rates)
     rep.add("Per sample", [{"id": "x", "hypothesis": "never in the card"}], markdown=False)
     rep.write(folder / "eval")

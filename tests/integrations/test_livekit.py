@@ -9,7 +9,7 @@ from adaptkit.errors import AdaptkitError
 from adaptkit.integrations.livekit import EndOfTurnDetector
 from adaptkit.models import build_tiny
 from adaptkit.models.tokenizer import tiny_tokenizer
-from adaptkit.turn.scorer import EndOfTurnScorer
+from adaptkit.end_of_turn import EndOfTurnScorer
 
 llm = pytest.importorskip("livekit.agents.llm", reason="needs livekit-agents (pip install adaptkit[livekit])")
 

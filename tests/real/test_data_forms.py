@@ -43,7 +43,7 @@ def test_both_forms_give_the_official_collators_ids_and_labels(hub_qwen3_asr, on
     from adaptkit.freeze import apply
     from adaptkit.models import architecture, load
     from adaptkit.recipe import ModelSection
-    from adaptkit.tasks import speaker_asr
+    from adaptkit.tasks import task
 
     loaded = load(ModelSection(name=str(hub_qwen3_asr)))
     model, _ = apply(loaded.model, {"add_tokens": {"tokens": sorted(TOKENS)}, "train": ["projector"]}, tokenizer=loaded.tokenizer)
@@ -51,7 +51,7 @@ def test_both_forms_give_the_official_collators_ids_and_labels(hub_qwen3_asr, on
     encoded = []
     for form in ("adaptkit", "official"):
         (sample,), _ = read_manifest(one_call / f"{form}.jsonl", TOKENS)
-        encoded.append(encode(sample, fam, loaded.tokenizer, loaded.feature_extractor, speaker_asr.target(sample), "", 16000,
+        encoded.append(encode(sample, fam, loaded.tokenizer, loaded.feature_extractor, task("speaker_asr").target(sample), "", 16000,
                               model=model))
     ours, theirs = encoded
     assert ours.input_ids == theirs.input_ids and ours.labels == theirs.labels

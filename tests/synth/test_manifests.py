@@ -80,3 +80,32 @@ def test_turn_end(synth_dir: Path) -> None:
             assert [r["ended"] for r in mine] == [u["label"] == "complete" for u in units]
             for r, u in zip(mine, units):
                 assert r["messages"][-1]["content"].endswith(u["text"])
+
+
+def test_the_cascades_text_verifier_sees_the_conversation_as_turn_end_jsonl_writes_it(synth_dir: Path) -> None:
+    """Both build their chat messages with `chat_messages`: at each unit's end, the units said by
+    then (from the synth JSON, by time) give exactly the row's messages."""
+    from adaptkit.synth.manifests import chat_messages
+    from adaptkit.synth.templates import SCRIPTS
+
+    for split in SPLITS:
+        folder = synth_dir / split
+        rows = load(folder / "turn_end.jsonl")
+        for conv_id in sorted(p.stem for p in folder.glob("*.json")):
+            record = json.loads((folder / f"{conv_id}.json").read_text())
+            units = [u for u in record["units"] if u["label"] != "backchannel"]
+            sep = " " if SCRIPTS[record["language"]].spaced else ""
+            mine = [r for r in rows if r["id"].startswith(conv_id + "_")]
+            for r, u in zip(mine, units, strict=True):
+                said = [(x["speaker"], x["text"]) for x in units if x["end"] <= u["end"]]
+                assert chat_messages(said, sep) == r["messages"]
+
+
+def test_chat_messages_joins_a_speakers_units_and_judges_the_last_speaker() -> None:
+    from adaptkit.synth.manifests import chat_messages
+
+    said = [("a", "hello"), ("a", "there"), ("b", "hi"), ("a", "so"), ("a", "well")]
+    assert chat_messages(said, " ") == [{"role": "user", "content": "hello there"}, {"role": "assistant", "content": "hi"},
+                                        {"role": "user", "content": "so well"}]
+    assert chat_messages(said[:3], "") == [{"role": "assistant", "content": "hellothere"}, {"role": "user", "content": "hi"}]
+    assert chat_messages([], " ") == []

@@ -13,7 +13,7 @@ from adaptkit.freeze import apply
 from adaptkit.models import architecture, build_tiny
 from adaptkit.models.qwen3_asr import tiny_feature_extractor
 from adaptkit.recipe import Recipe
-from adaptkit.tasks import speaker_asr
+from adaptkit.tasks import task
 from adaptkit.train import run
 from adaptkit.train.step import SpeechLMLoss
 
@@ -43,7 +43,7 @@ def test_sparse_loss_equals_the_models_own_loss_and_weights_tags(calls):
     model, tok = build_tiny("qwen3_asr")
     model, _ = apply(model, {"add_tokens": ["<|spk_0|>", "<|spk_1|>"], "train": ["projector", {"tokens": "added"}]}, tokenizer=tok)
     samples, _ = read_manifest(calls / "train" / "speaker_asr.jsonl", {"<|spk_0|>", "<|spk_1|>"})
-    items = [encode(s, fam, tok, tiny_feature_extractor(), speaker_asr.target(s), "", 16000) for s in samples[:3]]
+    items = [encode(s, fam, tok, tiny_feature_extractor(), task("speaker_asr").target(s), "", 16000) for s in samples[:3]]
     batch = collate(items, tok.pad_token_id)
     batch["index"] = torch.arange(3)
     inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "input_features", "feature_attention_mask", "labels")}
@@ -99,8 +99,9 @@ def test_turn_end_trains_on_complete_conversations_only(calls, tmp_path):
     assert summary.steps == 3 and summary.final_loss > 0
     from adaptkit.tasks import turn_end
 
-    samples, _ = read_manifest(manifest, set(), require=turn_end.REQUIRE, check=turn_end.check, audio=False)
-    kept = turn_end.for_training(samples)
+    end = task("turn_end")
+    samples, _ = read_manifest(manifest, set(), require=end.require, check=end.check, audio=end.audio)
+    kept = end.for_training(samples)
     assert 0 < len(kept) < len(samples) and all(s.fields["ended"] for s in kept)
     assert turn_end.render([{"role": "user", "content": "hi"}], close_last=False) == "<|im_start|>user\nhi"
     from adaptkit.eval.run import evaluate

@@ -105,14 +105,14 @@ def test_ctc_adds_to_the_loss_and_reaches_the_head(calls):
     from adaptkit.freeze import apply
     from adaptkit.models import architecture, build_tiny
     from adaptkit.models.qwen3_asr import tiny_feature_extractor
-    from adaptkit.tasks import speaker_asr
+    from adaptkit.tasks import task
     from adaptkit.train.step import SpeechLMLoss
 
     fam = architecture("qwen3_asr")
     model, tok = build_tiny("qwen3_asr")
     model, _ = apply(model, {"train": ["projector"]}, tokenizer=tok)
     samples, _ = read_manifest(calls / "train" / "speaker_asr.jsonl", {"<|spk_0|>", "<|spk_1|>"})
-    items = [encode(s, fam, tok, tiny_feature_extractor(), speaker_asr.target(s), "", 16000, ctc=True) for s in samples[:2]]
+    items = [encode(s, fam, tok, tiny_feature_extractor(), task("speaker_asr").target(s), "", 16000, ctc=True) for s in samples[:2]]
     assert "<|spk_0|>" not in tok.decode(items[0].ctc_ids) and len(items[0].ctc_ids) > 5
     batch = collate(items, tok.pad_token_id)
     batch["index"] = torch.arange(2)

@@ -196,12 +196,12 @@ def test_a_broken_conversation_record_names_the_file_and_line(tmp_path):
 
 @pytest.mark.parametrize("language,joined", [("ja", "はいそうです"), ("en", "はい そうです")])
 def test_the_text_verifier_reads_the_words_said_before_the_silence(language, joined):
-    from adaptkit.eval.run import Target
+    from adaptkit.eval.run import TaskModel
     from adaptkit.models import Loaded, build_tiny
     from adaptkit.turn.verifiers import EndOfTurnVerifier
 
     model, tok = build_tiny("composed", encoder=None, llm="qwen3")
-    verifier = EndOfTurnVerifier(Target(Loaded("composed", model, tok, None), "turn_end", language, "", set(), "tiny"))
+    verifier = EndOfTurnVerifier(TaskModel(Loaded("composed", model, tok, None), "turn_end", language, "", set(), "tiny"))
     seen = []
     verifier.scorer.start = lambda messages: seen.append(messages) or 0.7
     units = [{"speaker": "spk_0", "start": 0.0, "end": 1.0, "text": "こんにちは", "label": "complete"},

@@ -4,6 +4,10 @@ The turn-detector seed scores the chat-templated conversation with the last `<|i
 and reads the probability of `<|im_end|>` as the next token. Re-running the whole prefix for each
 new word costs O(context) per update; this scorer keeps the model's KV cache and feeds only the new
 tokens. Works with any transformers causal LM whose forward takes `past_key_values`.
+
+`adaptkit eval` scores the turn_end task with it, the cascade's `EndOfTurnVerifier` and the LiveKit
+detector ask it. It sits beside `adaptkit.eval` and `adaptkit.turn`, not in either, so that eval
+never imports turn (turn builds on eval's metrics and model loading).
 """
 
 from __future__ import annotations
