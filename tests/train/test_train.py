@@ -68,7 +68,7 @@ def test_an_existing_run_is_not_overwritten_and_resume_needs_a_checkpoint(make_r
 
 
 def test_encoder_outputs_are_reused_across_runs_from_disk(make_recipe, monkeypatch, tmp_path):
-    import adaptkit.models.qwen3_asr as qwen3
+    from adaptkit.models.qwen3_asr import Qwen3ASR
 
     first = Recipe.load(make_recipe(train={"max_steps": 4, "encoder_cache_shared": str(tmp_path / "enc")}))
     run(first)
@@ -80,7 +80,7 @@ def test_encoder_outputs_are_reused_across_runs_from_disk(make_recipe, monkeypat
     def no_encoder(*args, **kwargs):
         raise AssertionError("the encoder ran although every output was cached")
 
-    monkeypatch.setattr(qwen3, "encode_audio", no_encoder)
+    monkeypatch.setattr(Qwen3ASR, "encode_audio", no_encoder)
     summary = run(second)
     assert summary.steps == 4
     a = load_file(first.output_dir / "adapter" / "adapter.safetensors")
