@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from adaptkit.data.synthetic import synth_manifests
 from adaptkit.errors import AdaptkitError
 from adaptkit.recipe import Recipe
 from adaptkit.tasks import task as task_of
@@ -124,13 +125,8 @@ def compare(recipe_path: str | Path, names: list[str], out: str | Path, variants
     raw = copy.deepcopy(base.raw)
     data_dir = out / "data"
     if base.data.synth:  # make the data once, for every variant
-        from adaptkit.synth import SynthConfig, generate
-
-        s = base.data.synth
-        if not (data_dir / "train" / f"{base.task}.jsonl").is_file():
-            generate(SynthConfig(out=data_dir, langs=tuple(s.langs), n=s.n, duration=s.duration, telephone=s.telephone, seed=s.seed, force=True))
-        raw["data"] = {**{k: v for k, v in raw["data"].items() if k != "synth"},
-                       "train": str(data_dir / "train" / f"{base.task}.jsonl"), "dev": str(data_dir / "test_id" / f"{base.task}.jsonl")}
+        train, dev = synth_manifests(base.data.synth, data_dir, base.task)
+        raw["data"] = {**{k: v for k, v in raw["data"].items() if k != "synth"}, "train": train, "dev": dev}
     else:
         raw["data"] = {**raw["data"], "train": base.data.train, "dev": base.data.dev}
     test_sets = _test_sets(base, data_dir, list(tests))

@@ -330,3 +330,20 @@ def test_a_bad_input_is_one_line_and_exit_2(world, case):
     assert result.exit_code == 2 and len(lines) == 1 and lines[0].startswith("error: "), (result.exit_code, result.output)
     assert case.expect.replace("{root}", str(world.root)) in lines[0], lines[0]
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+
+
+def test_audio_that_vanishes_after_the_manifest_was_read_is_one_line(tmp_path):
+    """A file deleted (or moved) between reading the manifest and loading it for a batch."""
+    import numpy as np
+    import soundfile as sf
+
+    from adaptkit.data.audio import load_audio
+    from adaptkit.errors import AdaptkitError
+
+    path = tmp_path / "a.wav"
+    sf.write(path, np.zeros(1600, dtype="float32"), 16000)
+    assert load_audio(path, 16000).shape == (1600,)
+    path.unlink()
+    with pytest.raises(AdaptkitError) as err:
+        load_audio(path, 16000)
+    assert str(err.value).startswith(f"{path}: cannot read audio (") and "\n" not in str(err.value)

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from adaptkit.errors import AdaptkitError
+
 log = logging.getLogger("adaptkit")
 _noted: set[tuple[int, int]] = set()
 
@@ -15,15 +17,19 @@ _noted: set[tuple[int, int]] = set()
 def load_audio(path: str | Path, sample_rate: int, start: float | None = None, end: float | None = None) -> np.ndarray:
     """Mono float32 audio of `path` between `start` and `end` seconds, at `sample_rate` Hz.
 
-    A file at another rate is resampled (scipy's polyphase filter) and noted once per rate pair.
+    A file at another rate is resampled (scipy's polyphase filter) and noted once per rate pair. A
+    file that cannot be read (moved or deleted after the manifest was checked) is a one-line error.
     """
     import soundfile as sf
     from scipy.signal import resample_poly
 
-    info = sf.info(str(path))
-    first = int(round((start or 0.0) * info.samplerate))
-    last = int(round(end * info.samplerate)) if end is not None else -1
-    wave, rate = sf.read(str(path), start=first, stop=None if last < 0 else last, dtype="float32", always_2d=True)
+    try:
+        info = sf.info(str(path))
+        first = int(round((start or 0.0) * info.samplerate))
+        last = int(round(end * info.samplerate)) if end is not None else -1
+        wave, rate = sf.read(str(path), start=first, stop=None if last < 0 else last, dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, OSError, RuntimeError) as err:  # soundfile's own error types, a vanished file
+        raise AdaptkitError(f"{path}: cannot read audio ({str(err).strip().splitlines()[0]})") from None
     wave = wave.mean(axis=1)
     if rate != sample_rate:
         if (rate, sample_rate) not in _noted:

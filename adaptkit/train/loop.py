@@ -24,6 +24,7 @@ from adaptkit.atomic import atomic_write_text
 from adaptkit.data.batching import BucketBatchSampler, Encoded, collate, encode
 from adaptkit.data.manifest import Sample, read_manifest
 from adaptkit.data.sampling import downsample, filter_samples, sample_weights
+from adaptkit.data.synthetic import synth_manifests
 from adaptkit.errors import AdaptkitError
 from adaptkit.freeze import apply, fingerprint, moved, save_adapter, save_merged, train_mode, trainable_parameters
 from adaptkit.freeze.adapters import adapter_state
@@ -122,15 +123,9 @@ def _manifests(recipe: Recipe, out: Path, accelerator) -> tuple[str, str | None]
     if not d.synth:
         return d.train, d.dev
     folder = out / inside("data.synth.out", d.synth.out)  # synth overwrites its folder: only ever inside output_dir
-    name = f"{recipe.task}.jsonl"
-    if accelerator.is_main_process and not (folder / "train" / name).is_file():
-        from adaptkit.synth import SynthConfig, generate
-
-        result = generate(SynthConfig(out=folder, langs=tuple(d.synth.langs), n=d.synth.n, duration=d.synth.duration,
-                                      telephone=d.synth.telephone, seed=d.synth.seed, force=True))
-        log.info("generated %d conversations into %s (%.0fx real time)", result.conversations, folder, result.speed)
+    paths = synth_manifests(d.synth, folder, recipe.task, make=accelerator.is_main_process)
     accelerator.wait_for_everyone()
-    return str(folder / "train" / name), str(folder / "test_id" / name)
+    return paths
 
 
 def _read(recipe: Recipe, path: str, allowed: set[str], training: bool) -> tuple[list[Sample], list[str]]:
