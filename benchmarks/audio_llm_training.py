@@ -18,24 +18,13 @@ import shutil
 import time
 from pathlib import Path
 
+from adaptkit.data.synthetic import first_turns_manifest
 from adaptkit.recipe import Recipe
 from adaptkit.synth import SynthConfig, generate
 from adaptkit.train import run
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes" / "tiny"
 ARCHS = ("qwen2_audio", "voxtral", "granite_speech", "qwen2_5_omni_thinker")
-
-
-def two_turns(split: Path, out: Path) -> Path:
-    """Each call's first two turns as one sample (the tests' `short_calls`)."""
-    rows = []
-    for line in (split / "speaker_asr.jsonl").read_text().splitlines():
-        row = json.loads(line)
-        units = sorted(json.loads((split / f"{row['id']}.json").read_text())["units"], key=lambda u: u["start"])[:2]
-        rows.append({"audio": str(split / row["audio"]), "language": "en", "id": row["id"], "start": units[0]["start"],
-                     "end": max(u["end"] for u in units), "text": " ".join(f"<|{u['speaker']}|> {u['text']}" for u in units)})
-    out.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return out
 
 
 def main() -> None:
@@ -45,7 +34,7 @@ def main() -> None:
     shutil.rmtree(out, ignore_errors=True)
     calls = out / "calls"
     generate(SynthConfig(out=calls, langs=("en",), n=12, splits=(8, 2, 2), duration=8.0, telephone=True, seed=3, jobs=1))
-    train, dev = two_turns(calls / "train", out / "train.jsonl"), two_turns(calls / "test_id", out / "dev.jsonl")
+    train, dev = first_turns_manifest(calls / "train", out / "train.jsonl"), first_turns_manifest(calls / "test_id", out / "dev.jsonl")
     print("architecture            first   lowest  lowest/first  half at step  s/step")
     for arch in ARCHS:
         recipe = Recipe.load(RECIPES / f"{arch}_diarization.yaml", [

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -79,21 +78,10 @@ def own_forward():
     return _own_forward
 
 
-def _two_turns(split: Path, out: Path) -> Path:
-    """A manifest of each call's first two turns (about 4 s each): short samples for tests that
-    train many steps."""
-    rows = []
-    for line in (split / "speaker_asr.jsonl").read_text().splitlines():
-        row = json.loads(line)
-        units = sorted(json.loads((split / f"{row['id']}.json").read_text())["units"], key=lambda u: u["start"])[:2]
-        rows.append({"audio": str(split / row["audio"]), "language": "en", "id": row["id"], "start": units[0]["start"],
-                     "end": max(u["end"] for u in units), "text": " ".join(f"<|{u['speaker']}|> {u['text']}" for u in units)})
-    out.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return out
-
-
 @pytest.fixture(scope="session")
 def short_calls(calls, tmp_path_factory) -> dict[str, Path]:
     """Manifests of the first two turns of each shared call: train (8 samples) and test_id (2)."""
     folder = tmp_path_factory.mktemp("short_calls")
-    return {split: _two_turns(calls / split, folder / f"{split}.jsonl") for split in ("train", "test_id")}
+    from adaptkit.data.synthetic import first_turns_manifest
+
+    return {split: first_turns_manifest(calls / split, folder / f"{split}.jsonl") for split in ("train", "test_id")}

@@ -20,3 +20,20 @@ def synth_manifests(section, folder: Path, task: str, make: bool = True) -> tupl
                                       telephone=section.telephone, seed=section.seed, force=True))
         log.info("generated %d conversations into %s (%.0fx real time)", result.conversations, folder, result.speed)
     return str(folder / "train" / name), str(folder / "test_id" / name)
+
+
+def first_turns_manifest(split: Path, out: Path, turns: int = 2) -> Path:
+    """A speaker-ASR manifest of each synthetic call's first `turns` turns (start/end spans into the
+    call's audio, tags from its units): short samples of the same calls, for quick training runs."""
+    import json
+
+    rows = []
+    for line in (split / "speaker_asr.jsonl").read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        units = sorted(json.loads((split / f"{row['id']}.json").read_text(encoding="utf-8"))["units"], key=lambda u: u["start"])
+        units = units[:turns]
+        rows.append({"audio": str(split / row["audio"]), "language": row.get("language"), "id": row["id"],
+                     "start": units[0]["start"], "end": max(u["end"] for u in units),
+                     "text": " ".join(f"<|{u['speaker']}|> {u['text']}" for u in units)})
+    out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return out
