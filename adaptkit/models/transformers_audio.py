@@ -136,9 +136,9 @@ class TransformersAudioLLM(Architecture):
         return tokenizer(text.replace(self.audio_token, self.audio_token * n_audio), add_special_tokens=False)["input_ids"]
 
     def audio_token_id(self, model: nn.Module) -> int:
-        config = model.config
-        return int(getattr(config, "audio_token_id", None) if getattr(config, "audio_token_id", None) is not None
-                   else config.audio_token_index)
+        config = model.config  # Qwen2-Audio, Granite and the Omni thinker name it audio_token_index
+        token = getattr(config, "audio_token_id", None)
+        return int(token if token is not None else config.audio_token_index)
 
     # --- the forward pass in pieces -----------------------------------------------------------
 
