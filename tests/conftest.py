@@ -6,7 +6,23 @@ from pathlib import Path
 
 import pytest
 
+from adaptkit.stack import CURRENT, has_qwen_asr
 from adaptkit.synth import SynthConfig, generate
+
+STACK_MARKERS = {
+    "qwen_asr_stack": (has_qwen_asr(), "needs the qwen-asr stack (transformers 4.57.6 + qwen-asr): "
+                                       "bash scripts/install.sh --stack qwen-asr"),
+    "current_stack": (CURRENT, "needs the current stack (transformers 5): bash scripts/install.sh --stack current"),
+}
+"""Marker -> (whether this environment has that stack, the reason printed when a test is skipped)."""
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Skip the tests marked for the stack this environment does not have, saying why."""
+    for item in items:
+        for marker, (present, reason) in STACK_MARKERS.items():
+            if item.get_closest_marker(marker) and not present:
+                item.add_marker(pytest.mark.skip(reason=reason))
 
 
 @pytest.fixture(scope="session")
