@@ -16,8 +16,8 @@ import torch
 from safetensors.torch import load_file
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-KILLS = 5
-"""SIGKILLs per run in the suite (each costs a process start); 20 were tried when resume was built."""
+KILLS = 10
+"""SIGKILLs at random moments, some inside checkpoint writes (save_every 1)."""
 
 
 def cli(*args: str) -> list[str]:
