@@ -102,6 +102,8 @@ def convert(src: str | Path, dst: str | Path, to: str | None = None, force: bool
 def _check_dst(src: Path, dst: Path, force: bool) -> None:
     if dst.resolve() == src.resolve() or src.resolve() in dst.resolve().parents:
         raise AdaptkitError(f"{dst}: inside the source folder {src}; choose a folder elsewhere")
+    if dst.resolve() in src.resolve().parents:
+        raise AdaptkitError(f"{dst}: holds the source folder {src}; replacing it would delete the source")
     if dst.exists() and not dst.is_dir():
         raise AdaptkitError(f"{dst}: exists and is not a folder")
     if dst.is_dir() and any(dst.iterdir()) and not force:
@@ -187,7 +189,7 @@ def _write_native(src: Path, out: Path, tied: bool) -> None:
 
 def _write_qwen_asr(src: Path, out: Path, tied: bool) -> None:
     """config.json (the record's fields restored), the WhisperFeatureExtractor config, qwen_asr's
-    chat template: verbatim from the record where the folder has one."""
+    chat template and tokenizer config: verbatim from the record where the folder has one."""
     record = read_json(src / RECORD).get("files", {}) if (src / RECORD).is_file() else {}
     original = json.loads(record["config.json"]) if "config.json" in record else None
     native = read_json(src / "config.json")
@@ -196,6 +198,8 @@ def _write_qwen_asr(src: Path, out: Path, tied: bool) -> None:
     for name in QWEN_ASR_FILES[1:]:
         if name in record:
             (out / name).write_text(record[name], encoding="utf-8")
+    if "tokenizer_config.json" not in record and (src / "tokenizer_config.json").is_file():
+        write_json(out / "tokenizer_config.json", layout.qwen_asr_tokenizer_config(read_json(src / "tokenizer_config.json")))
     if "preprocessor_config.json" not in record:
         write_json(out / "preprocessor_config.json", layout.whisper_feature_extractor(_native_feature_extractor(src)))
     if not any(name in record for name in ("chat_template.json", "chat_template.jinja")):

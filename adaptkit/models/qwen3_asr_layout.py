@@ -268,3 +268,19 @@ def native_tokenizer_config(tokenizer_config: dict, where: str = "tokenizer_conf
                 raise AdaptkitError(f"{where}: added_tokens_decoder: no {token}; not a Qwen3-ASR tokenizer")
             out[attribute] = token
     return out
+
+
+def qwen_asr_tokenizer_config(tokenizer_config: dict) -> dict:
+    """The tokenizer config as transformers 4 reads it: transformers 5 writes `extra_special_tokens`
+    as a list (4 wants a dict of named tokens) and the audio tokens as top-level keys."""
+    out = dict(tokenizer_config)
+    extra = out.get("extra_special_tokens")
+    if isinstance(extra, list):
+        out["additional_special_tokens"] = list(dict.fromkeys([*(out.get("additional_special_tokens") or []), *extra]))
+        out["extra_special_tokens"] = {}
+    named = out.setdefault("extra_special_tokens", {})
+    for attribute in AUDIO_TOKENS:
+        if attribute in out:
+            named[attribute] = out.pop(attribute)
+    out.pop("model_specific_special_tokens", None)
+    return out

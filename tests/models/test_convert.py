@@ -138,6 +138,27 @@ def test_a_tied_lm_head_stays_tied_both_ways(tmp_path):
     assert _raw_tensors(tmp_path / "back" / "model.safetensors") == _raw_tensors(original / "model.safetensors")
 
 
+@pytest.mark.qwen_asr_stack
+def test_a_transformers_5_tokenizer_config_is_made_readable_by_transformers_4(tmp_path):
+    """transformers 5 writes extra_special_tokens as a list and the audio tokens at the top level;
+    transformers 4 fails on the list (a native folder without a record brings such a file)."""
+    from transformers import AutoTokenizer
+
+    folder = tmp_path / "tok"
+    shutil.copytree(GOLDEN / "model", folder)
+    v4 = json.loads((folder / "tokenizer_config.json").read_text())
+    v5 = {**{k: v for k, v in v4.items() if k not in ("additional_special_tokens", "extra_special_tokens")},
+          **layout.AUDIO_TOKENS, "extra_special_tokens": v4["additional_special_tokens"],
+          "model_specific_special_tokens": dict(layout.AUDIO_TOKENS), "backend": "tokenizers"}
+    (folder / "tokenizer_config.json").write_text(json.dumps(v5))
+    with pytest.raises(AttributeError):
+        AutoTokenizer.from_pretrained(folder)
+    (folder / "tokenizer_config.json").write_text(json.dumps(layout.qwen_asr_tokenizer_config(v5)))
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    assert (tokenizer.audio_token, tokenizer.audio_bos_token, tokenizer.audio_eos_token) == tuple(layout.AUDIO_TOKENS.values())
+    assert set(v4["additional_special_tokens"]) <= set(tokenizer.additional_special_tokens)
+
+
 # ---- the current stack: the native class against the committed qwen_asr logits ----
 
 
@@ -268,6 +289,14 @@ def test_cli_refuses_a_folder_in_neither_layout(tmp_path):
     _one_line_error(_cli(src, tmp_path / "out"), "config.json: model_type: 'whisper'")
     _one_line_error(_cli(tmp_path, tmp_path / "out"), "config.json: not found")
     assert not (tmp_path / "out").exists()
+
+
+def test_cli_refuses_a_destination_that_is_or_holds_the_source(tmp_path):
+    src = tmp_path / "model"
+    shutil.copytree(GOLDEN / "model", src)
+    _one_line_error(_cli(src, tmp_path, "--force"), "holds the source folder")
+    _one_line_error(_cli(src, src / "native"), "inside the source folder")
+    assert (src / "model.safetensors").is_file() and not (src / "native").exists()
 
 
 def test_cli_refuses_an_existing_destination_unless_forced(tmp_path):
