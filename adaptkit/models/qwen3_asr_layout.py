@@ -105,8 +105,9 @@ REQUIRED = {
     "text_config": ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
                     "num_key_value_heads", "head_dim", "rms_norm_eps", "rope_theta"),
 }
-"""The fields of qwen_asr's thinker whose defaults differ between the two stacks' classes: each
-must be written out, or the other layout would read its own default."""
+"""The fields of qwen_asr's thinker that must be written out in both layouts: the two stacks'
+classes default them differently (n_window 100 against 50, the sizes, the rope base), so a missing
+one would mean another model on the other side."""
 
 
 def require_fields(config: dict, where: str = "config.json") -> dict:
@@ -132,12 +133,10 @@ def _audio_to_native(audio: dict) -> dict:
     return out
 
 
-def _text_to_native(text: dict, tied: bool, where: str) -> dict:
+def _text_to_native(text: dict, tied: bool) -> dict:
     out = _strip(text, (*_LEGACY, *_MOE, "rope_scaling", "rope_theta"))
     rope = {k: v for k, v in (text.get("rope_scaling") or {}).items() if k not in _MROPE}
     rope.setdefault("rope_type", "default")
-    if "rope_theta" not in text:
-        raise AdaptkitError(f"{where}: thinker_config.text_config.rope_theta: missing; the rope base cannot be guessed")
     out["rope_parameters"] = {**rope, "rope_theta": text["rope_theta"]}
     out["tie_word_embeddings"] = tied
     out["model_type"] = "qwen3"
@@ -151,7 +150,7 @@ def config_to_native(config: dict, tied: bool, where: str = "config.json") -> di
     thinker = require_fields(config, where)["thinker_config"]
     out = _strip(config, ("thinker_config", "support_languages", "transformers_version", "torch_dtype"))
     out["audio_config"] = _audio_to_native(thinker["audio_config"])
-    out["text_config"] = _text_to_native(thinker["text_config"], tied, where)
+    out["text_config"] = _text_to_native(thinker["text_config"], tied)
     for key in ("audio_token_id", "initializer_range"):
         if key in thinker:
             out[key] = thinker[key]

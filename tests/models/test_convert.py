@@ -207,6 +207,26 @@ def test_the_native_processor_loads_and_renders_the_asr_prompt(golden_native):
 
 
 @pytest.mark.current_stack
+def test_a_tied_checkpoint_loads_tied_in_the_native_class(tmp_path):
+    """A tied qwen_asr checkpoint as its save_pretrained writes it: no lm_head in the file, tie flags set."""
+    from transformers import Qwen3ASRForConditionalGeneration
+
+    src = tmp_path / "tied"
+    shutil.copytree(GOLDEN / "model", src)
+    tensors = load_file(src / "model.safetensors")
+    del tensors["thinker.lm_head.weight"]
+    save_file(tensors, src / "model.safetensors", metadata={"format": "pt"})
+    config = json.loads((src / "config.json").read_text())
+    config["tie_word_embeddings"] = config["thinker_config"]["tie_word_embeddings"] = True
+    config["thinker_config"]["text_config"]["tie_word_embeddings"] = True
+    (src / "config.json").write_text(json.dumps(config))
+    assert convert(src, tmp_path / "native").tied
+    model = Qwen3ASRForConditionalGeneration.from_pretrained(tmp_path / "native", dtype=torch.float32)
+    assert model.lm_head.weight.data_ptr() == model.model.language_model.embed_tokens.weight.data_ptr()
+    assert torch.equal(model.lm_head.weight, tensors["thinker.model.embed_tokens.weight"].float())
+
+
+@pytest.mark.current_stack
 def test_native_back_to_qwen_asr_is_byte_identical(golden_native, tmp_path):
     convert(golden_native, tmp_path / "back")
     assert _raw_tensors(tmp_path / "back" / "model.safetensors") == _raw_tensors(GOLDEN / "model" / "model.safetensors")
