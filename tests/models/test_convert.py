@@ -391,3 +391,12 @@ def test_cli_refuses_the_wrong_direction_an_aligner_and_pickled_weights(tmp_path
     (pickled / "model.safetensors").rename(pickled / "pytorch_model.bin")
     _one_line_error(_cli(pickled, tmp_path / "o3"), "model.safetensors: not found", ".bin")
     assert not any((tmp_path / o).exists() for o in ("o1", "o2", "o3"))
+
+
+def test_a_failure_midway_leaves_no_destination_and_no_temporary_folder(tmp_path):
+    src = tmp_path / "extra"
+    shutil.copytree(GOLDEN / "model", src)
+    tensors = load_file(src / "model.safetensors")
+    save_file({**tensors, "speaker_head.weight": torch.zeros(2)}, src / "model.safetensors", metadata={"format": "pt"})
+    _one_line_error(_cli(src, tmp_path / "out"), "model.safetensors: speaker_head.weight: not a Qwen3-ASR weight")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["extra"]
