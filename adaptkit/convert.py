@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from adaptkit.atomic import atomic_dir
@@ -32,8 +32,6 @@ TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "merges.txt", "added_tokens.j
 QWEN_ASR_FILES = ("config.json", "preprocessor_config.json", "chat_template.json", "chat_template.jinja",
                   "tokenizer_config.json")
 """qwen_asr's files the record keeps verbatim."""
-NATIVE_FILES = ("processor_config.json", "preprocessor_config.json", "chat_template.jinja", "chat_template.json", RECORD)
-"""The native processor's files (not carried over to the qwen_asr folder)."""
 GENERATION = {"eos_token_id": [151643, 151645], "pad_token_id": 151645, "do_sample": False, "max_new_tokens": 512}
 """A native generation config where the source has none (the reference conversion's values)."""
 
@@ -48,7 +46,6 @@ class Converted:
     target_layout: str
     tensors: int
     tied: bool
-    notes: list[str] = field(default_factory=list)
 
     def line(self) -> str:
         """One line saying what was done."""
