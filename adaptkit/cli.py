@@ -224,6 +224,20 @@ def export_(adapter, to, out, summary, report) -> None:
         click.echo(f"note: {note}")
 
 
+@main.command(name="convert")
+@click.argument("src", type=click.Path(file_okay=False))
+@click.argument("dst", type=click.Path(file_okay=False))
+@click.option("--to", "to", type=click.Choice(["native", "qwen_asr"]), default=None,
+              help="Target layout [default: the other one than SRC's].")
+@click.option("--force", is_flag=True, help="Replace a non-empty DST.")
+def convert_(src, dst, to, force) -> None:
+    """Convert the Qwen3-ASR checkpoint SRC between qwen_asr's layout and transformers 5's native
+    one into DST (weights renamed, bytes unchanged; runs on either stack)."""
+    from adaptkit.convert import convert
+
+    click.echo(convert(src, dst, to, force).line())
+
+
 def _register() -> None:
     from adaptkit.synth.cli import synth
 

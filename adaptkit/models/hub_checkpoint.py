@@ -75,6 +75,12 @@ def qwen3_asr_tokenizer():
         tok.add_tokens([AddedToken(content, special=special, normalized=False)], special_tokens=special)
         if tok.convert_tokens_to_ids(content) != i:
             raise AssertionError(f"{content} landed at {tok.convert_tokens_to_ids(content)}, not {i}")
+    return expose_audio_tokens(tok)
+
+
+def expose_audio_tokens(tok):
+    """`tok` (returned) with the audio tokens as the attributes Qwen3-ASR's processors read
+    (`audio_token`, `audio_bos_token`, `audio_eos_token`), saved with it (transformers 4)."""
     tok.extra_special_tokens = {"audio_token": "<|audio_pad|>", "audio_bos_token": "<|audio_start|>",
                                 "audio_eos_token": "<|audio_end|>"}
     for key, value in tok.extra_special_tokens.items():
