@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from adaptkit.models.base import pad_features, scatter_audio
+from adaptkit.models.base import scatter_audio
 from adaptkit.models.transformers_audio import TransformersAudioLLM
 from adaptkit.stack import need_current
 
@@ -98,17 +98,25 @@ class NativeAudioLLM(TransformersAudioLLM):
         return torch.as_tensor(self.processor_class()._get_audio_token_length(None, frames, *args))
 
 
+SILENCE_BELOW_MAX = 2.0
+"""Whisper's log-mel front end clamps at its window's maximum minus 8 (log10) and scales by 1/4, so
+the zero samples it pads a window with read as that window's maximum minus 2."""
+
+
 def window_chunks(features: torch.Tensor, mask: torch.Tensor, window: int) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
     """Each sample's real frames cut into `window`-frame chunks, as the processors cut audio into
-    their feature extractor's windows: the last chunk padded with the sample's floor, a frame mask
+    their feature extractor's windows: the last chunk padded with the log-mel of silence (the
+    chunk's maximum minus SILENCE_BELOW_MAX, what the extractor's zero padding gives), a frame mask
     per chunk, and how many chunks each sample has."""
     chunks, masks, counts = [], [], []
     for i, n in enumerate(mask.sum(dim=1).tolist()):
         k = max(1, math.ceil(n / window))
-        padded = pad_features(features[i : i + 1, :, :n], mask[i : i + 1, :n], k * window)[0]
-        real = (torch.arange(k * window, device=mask.device) < n).to(mask.dtype)
-        chunks += list(padded.split(window, dim=-1))
-        masks += list(real.split(window))
+        for j in range(k):
+            real = features[i, :, j * window : min(n, (j + 1) * window)]
+            chunk = features.new_full((features.shape[1], window), float(real.max()) - SILENCE_BELOW_MAX if real.numel() else 0.0)
+            chunk[:, : real.shape[-1]] = real
+            chunks.append(chunk)
+            masks.append((torch.arange(window, device=mask.device) < real.shape[-1]).to(mask.dtype))
         counts.append(k)
     return torch.stack(chunks), torch.stack(masks), counts
 
@@ -145,6 +153,15 @@ class WindowedAudioLLM(NativeAudioLLM):
 
         return WhisperFeatureExtractor(feature_size=MEL_BINS, sampling_rate=16000, chunk_length=WINDOW_SECONDS,
                                        return_attention_mask=True)
+
+    def features(self, feature_extractor, wave) -> torch.Tensor:
+        """Log-mel frames window by window, as the processor computes them: each window of the
+        extractor's `chunk_length` on its own (its own maximum, its own zero padding), trimmed."""
+        size = feature_extractor.n_samples
+        parts = [feature_extractor(wave[start : start + size], sampling_rate=feature_extractor.sampling_rate, padding="max_length",
+                                   max_length=size, truncation=True, return_attention_mask=True, return_tensors="pt")
+                 for start in range(0, max(len(wave), 1), size)]
+        return torch.cat([p["input_features"][0, :, : int(p["attention_mask"][0].sum())] for p in parts], dim=-1)
 
     def audio_token_count(self, num_frames: int, model: nn.Module | None = None) -> int:
         return int(self.processor_count(torch.tensor(num_frames)))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from adaptkit.errors import AdaptkitError
 from adaptkit.freeze import ARCH_MAPS, component_map
@@ -32,16 +33,27 @@ def test_adaptkit_loss_equals_the_class_forward(arch, loss_check):
 
 
 @pytest.mark.parametrize("arch", ARCHS)
-def test_prompt_and_count_match_the_processor(arch):
-    """The prompt adaptkit builds (placeholders included) equals what the class's own processor
-    makes of the same chat template and the same audio."""
+def test_prompt_and_features_match_the_processor(arch):
+    """The prompt adaptkit builds (placeholders included) and the features it gives the model equal
+    what the class's own processor makes of the same chat template and the same 3.3 s of audio (two
+    windows of the tiny AudioFlamingo3 and GLM-ASR): every real frame, the masks, and the padding
+    but for the two frames after a window's last real one, whose STFT still reads real samples."""
     impl, model, tok, fe = _tiny(arch)
     processor = impl.processor_class()(feature_extractor=fe, tokenizer=tok, chat_template=tok.chat_template)
     wave = (0.1 * np.random.default_rng(0).standard_normal(int(16000 * 3.3))).astype(np.float32)
+    wave[:8000] *= 0.01  # a quiet start, so the window maxima differ
     text = processor.apply_chat_template([{"role": "user", "content": impl.user_content()}], add_generation_prompt=True, tokenize=False)
-    want = processor(text=[text], audio=[wave], sampling_rate=16000, return_tensors="pt")["input_ids"][0].tolist()
+    want = processor(text=[text], audio=[wave], sampling_rate=16000, return_tensors="pt")
     feats = impl.features(fe, wave)
-    assert impl.prompt_ids(tok, impl.audio_token_count(feats.shape[-1], model)) == want
+    assert impl.prompt_ids(tok, impl.audio_token_count(feats.shape[-1], model)) == want["input_ids"][0].tolist()
+    got = impl.model_inputs(model, feats[None], torch.ones(1, feats.shape[-1], dtype=torch.long))
+    mask = want["input_features_mask"].bool()
+    assert torch.equal(got["input_features_mask"].bool(), mask)
+    near = mask.clone()
+    for row, n in enumerate(mask.sum(dim=1).tolist()):
+        near[row, n : n + 2] = True
+    diff = (got["input_features"] - want["input_features"]).abs().amax(dim=1)
+    assert diff[mask].max() == 0 and (diff[~near].max() <= 1e-5 if (~near).any() else True)
 
 
 @pytest.mark.parametrize("arch", ARCHS)
