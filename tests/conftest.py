@@ -86,6 +86,55 @@ def _own_forward(arch, model, batch: dict):
     return (model.thinker if arch.name == "qwen3_asr" else model)(**_own_inputs(arch, model, batch))
 
 
+def _loss_check(arch, model, tokenizer, feature_extractor, seconds=(2.5, 1.0)) -> None:
+    """Assert that adaptkit's pieces (encoder, projector, LLM with audio at the placeholders,
+    supervised logits) give the loss of the class's own forward on one batch."""
+    import torch
+
+    from adaptkit.train.step import SpeechLMLoss
+
+    batch = _speech_batch(arch, model, tokenizer, feature_extractor, answers=["thank you for calling", "order number one two"],
+                          seconds=seconds)
+    with torch.no_grad():
+        want = _own_forward(arch, model, batch).loss
+        loss_sum, weight = SpeechLMLoss(model, arch, encoder_trains=True)(batch)
+    assert weight == (batch["labels"][:, 1:] != -100).sum()
+    assert torch.allclose(loss_sum / weight, want, atol=1e-5), (float(loss_sum / weight), float(want))
+
+
+@pytest.fixture(scope="session")
+def loss_check():
+    """`loss_check(arch, model, tokenizer, feature_extractor, seconds=...)`: adaptkit's loss is the class's."""
+    return _loss_check
+
+
+def _adapter_check(arch, model, tokenizer, feature_extractor, tied: bool) -> None:
+    """Assert that one SGD step of projector + an added speaker row moves the projector and token
+    rows and nothing else (`tied`: whether the model's embeddings and lm_head share their weight)."""
+    import torch
+
+    from adaptkit.freeze import apply
+    from adaptkit.train.step import SpeechLMLoss
+
+    assert (model.get_input_embeddings().weight is model.get_output_embeddings().weight) is tied
+    model, _ = apply(model, {"add_tokens": ["<|spk_0|>"], "train": ["projector", {"tokens": "added"}]}, tokenizer=tokenizer)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    batch = _speech_batch(arch, model, tokenizer, feature_extractor, answers=["<|spk_0|> thank you"], seconds=(1.0, 1.0))
+    loss_sum, weight = SpeechLMLoss(model, arch, encoder_trains=False, cache={})(batch)
+    (loss_sum / weight).backward()
+    torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1.0).step()
+    changed = {n for n, p in model.named_parameters() if not torch.equal(p.detach(), before[n])}
+    cmap = model.adaptkit.cmap
+    assert changed and all(cmap.group_of(n) in ("projector", "embeddings", "lm_head") for n in changed), sorted(changed)[:5]
+    assert any(cmap.group_of(n) == "projector" for n in changed)
+
+
+@pytest.fixture(scope="session")
+def adapter_check():
+    """`adapter_check(arch, model, tokenizer, feature_extractor, tied)`: only projector and token rows train."""
+    return _adapter_check
+
+
 @pytest.fixture(scope="session")
 def speech_batch():
     """`speech_batch(arch, model, tokenizer, feature_extractor, answers=..., seconds=...)` -> batch."""

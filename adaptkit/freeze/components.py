@@ -19,24 +19,34 @@ from adaptkit.freeze.spec import COMPONENTS
 from adaptkit.validation import closest
 
 ARCH_MAPS: dict[str, dict[str, str | list[str]]] = {}
-"""Model class name -> component -> module path(s), as in `model.named_modules()`. Filled by the
+"""Model class -> component -> module path(s), as in `model.named_modules()`. A class is named by its
+module-qualified name (`transformers.models.qwen3_asr.modeling_qwen3_asr.Qwen3ASRForConditionalGeneration`)
+or by its bare name (`type(model).__name__`); the qualified name wins, so two classes that share a
+bare name (qwen_asr's Qwen3-ASR and transformers' native one) each get their own map. Filled by the
 architectures of `adaptkit.models` (each declares its own map); this module knows no model."""
 
 
 def register_map(class_name: str, mapping: dict[str, str | list[str]]) -> None:
-    """Declare where the components of models of class `class_name` sit."""
+    """Declare where the components of models of class `class_name` (bare or module-qualified) sit."""
     ARCH_MAPS[class_name] = dict(mapping)
 
 
-def _arch_map(class_name: str) -> dict[str, str | list[str]] | None:
-    """The registered map of `class_name`; the built-in architectures register when adaptkit.models
-    can be imported (it needs transformers, which `import adaptkit.freeze` does not)."""
-    if class_name not in ARCH_MAPS:
+def qualified_name(cls: type) -> str:
+    """`module.Class`: the key that tells apart two classes of the same bare name."""
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _map_key(cls: type) -> str | None:
+    """The key of the registered map of `cls` (qualified name first, then the bare one); the built-in
+    architectures register when adaptkit.models can be imported (it needs transformers, which
+    `import adaptkit.freeze` does not)."""
+    keys = (qualified_name(cls), cls.__name__)
+    if not any(k in ARCH_MAPS for k in keys):
         try:
             import adaptkit.models  # noqa: F401  (registers the built-in architectures' maps)
         except ImportError:
             pass
-    return ARCH_MAPS.get(class_name)
+    return next((k for k in keys if k in ARCH_MAPS), None)
 
 
 # sub-path aliases: `llm.attention` means every module under the LLM with one of these names
@@ -233,11 +243,11 @@ def component_map(model: nn.Module, user: dict[str, str | list[str]] | None = No
     """Resolve the components of `model`: user map, then architecture map (or the model's own
     `component_paths()`), then the structural fallback for what neither gives; each component
     records where it came from."""
-    name = type(model).__name__
-    base, source, kind = _arch_map(name), f"architecture map for {name}", "architecture map"
+    name, key = type(model).__name__, _map_key(type(model))
+    base, source, kind = ARCH_MAPS.get(key) if key else None, f"architecture map for {key}", "architecture map"
     if base is None and hasattr(model, "component_paths"):  # a model that knows its parts (ComposedSpeechLM)
         base, source, kind = model.component_paths(), f"{name}.component_paths()", "component_paths()"
-    if name in ARCH_MAPS:
+    if key is not None:
         _check_paths(model, {k: v for k, v in base.items() if v}, source)
     user = dict(user or {})
     if user:

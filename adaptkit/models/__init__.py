@@ -2,7 +2,8 @@
 by config.json `model_type`, and `load` for a recipe's `model` section.
 
 Built in: qwen3_asr (qwen_asr's layout), qwen2_audio, voxtral, granite_speech, qwen2_5_omni_thinker
-(transformers' classes, transformers_audio.py) and composed (any encoder -> projector -> causal LM).
+(transformers' classes, transformers_audio.py), qwen3_asr_hf, audioflamingo3, glmasr (transformers 5's
+native classes, native_audio.py) and composed (any encoder -> projector -> causal LM).
 """
 
 from __future__ import annotations
@@ -67,10 +68,26 @@ def _arch_of(name: str) -> str:
     config = Path(name) / "config.json"
     if not config.is_file():
         raise AdaptkitError(f"model.arch: not given, and {name!r} is not a local folder with a config.json; set model.arch")
-    model_type = json.loads(config.read_text()).get("model_type")
+    data = json.loads(config.read_text())
+    model_type = data.get("model_type")
+    if model_type == "qwen3_asr":
+        return _qwen3_asr_layout(config, data)
     if model_type not in MODEL_TYPES:
         raise AdaptkitError(f"model.arch: {config} has model_type {model_type!r}; supported: {', '.join(sorted(MODEL_TYPES))}")
     return MODEL_TYPES[model_type]
+
+
+def _qwen3_asr_layout(config: Path, data: dict) -> str:
+    """qwen_asr's checkpoints and transformers 5's native `-hf` ones both say model_type qwen3_asr:
+    qwen_asr's nest everything in a `thinker_config`, the native ones have a top-level
+    `audio_config` and `text_config`. Exactly one shape must fit."""
+    thinker = "thinker_config" in data
+    native = "audio_config" in data and "text_config" in data
+    if thinker != native:
+        return "qwen3_asr" if thinker else "qwen3_asr_hf"
+    shape = "both a thinker_config and a top-level audio_config/text_config" if thinker else \
+        "neither a thinker_config (qwen_asr's layout) nor a top-level audio_config and text_config (the native -hf layout)"
+    raise AdaptkitError(f"model.arch: {config} has model_type 'qwen3_asr' with {shape}; set model.arch to qwen3_asr or qwen3_asr_hf")
 
 
 def _check_path(key: str, name: str | None) -> None:
@@ -136,14 +153,18 @@ def loading(key: str, name: str) -> Iterator[None]:
 
 
 def _register_builtins() -> None:
+    from adaptkit.models.audioflamingo3 import AudioFlamingo3
     from adaptkit.models.composed import Composed
+    from adaptkit.models.glmasr import GlmAsr
     from adaptkit.models.granite_speech import GraniteSpeech
     from adaptkit.models.qwen2_5_omni import Qwen25OmniThinker
     from adaptkit.models.qwen2_audio import Qwen2Audio
     from adaptkit.models.qwen3_asr import Qwen3ASR
+    from adaptkit.models.qwen3_asr_hf import Qwen3ASRHF
     from adaptkit.models.voxtral import Voxtral
 
-    for arch in (Qwen3ASR(), Qwen2Audio(), Voxtral(), GraniteSpeech(), Qwen25OmniThinker(), Composed()):
+    for arch in (Qwen3ASR(), Qwen2Audio(), Voxtral(), GraniteSpeech(), Qwen25OmniThinker(), Composed(),
+                 Qwen3ASRHF(), AudioFlamingo3(), GlmAsr()):
         register(arch)
 
 

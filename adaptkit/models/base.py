@@ -33,7 +33,8 @@ class Architecture(ABC):
     optionally towers); None when the model class knows its own parts (`component_paths()`) or the
     structural fallback finds them."""
     model_class_name: ClassVar[str | None] = None
-    """Class name the component map is registered under (`type(model).__name__`)."""
+    """Class name the component map is registered under: `type(model).__name__`, or the module-qualified
+    `module.Class` where two classes share a bare name (see adaptkit.freeze.components.ARCH_MAPS)."""
 
     # --- building and loading ---------------------------------------------------------------
 

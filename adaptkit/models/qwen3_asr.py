@@ -92,7 +92,8 @@ class Qwen3ASR(Architecture):
 
     name = "qwen3_asr"
     model_types = ("qwen3_asr",)
-    model_class_name = "Qwen3ASRForConditionalGeneration"
+    # module-qualified: transformers 5 ships a class of the same bare name in another layout (qwen3_asr_hf)
+    model_class_name = "qwen_asr.core.transformers_backend.modeling_qwen3_asr.Qwen3ASRForConditionalGeneration"
     components = {
         "encoder": "thinker.audio_tower", "projector": ["thinker.audio_tower.proj1", "thinker.audio_tower.proj2"],
         "llm": "thinker.model", "embeddings": "thinker.model.embed_tokens", "lm_head": "thinker.lm_head",
