@@ -8,7 +8,7 @@ import os
 import signal
 import socket
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Iterator
 
@@ -51,6 +51,32 @@ def output_lock(out: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # closing releases the lock
+
+
+@contextmanager
+def run_lock(out: Path, state) -> Iterator[None]:
+    """`output_lock` for a run of one or more processes (`state`: accelerate's PartialState).
+
+    The main process takes the lock; with several processes it tells the others whether it got
+    it, so a refused run stops on every rank with the same line instead of leaving the other ranks
+    waiting at their first collective."""
+    if state.num_processes == 1:
+        with output_lock(out):
+            yield
+        return
+    from accelerate.utils import broadcast_object_list
+
+    with ExitStack() as held:
+        refusal = None
+        if state.is_main_process:
+            try:
+                held.enter_context(output_lock(out))
+            except AdaptkitError as err:
+                refusal = str(err)
+        refusal = broadcast_object_list([refusal])[0]
+        if refusal:
+            raise AdaptkitError(refusal)
+        yield
 
 
 def _holder(path: Path) -> str:

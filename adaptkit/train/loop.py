@@ -33,7 +33,7 @@ from adaptkit.recipe import Recipe, blame, inside
 from adaptkit.tasks import task as task_of
 from adaptkit.train import checkpoint
 from adaptkit.train.encoder_cache import EncoderCache, encoder_digest, sample_key
-from adaptkit.train.guard import Interrupted, StopFlag, output_lock, stop_on_signals
+from adaptkit.train.guard import Interrupted, StopFlag, run_lock, stop_on_signals
 from adaptkit.train.resume import CHANGEABLE, fingerprint as run_fingerprint
 from adaptkit.train.resume import check as resume_check
 from adaptkit.train.scoring import Best, best_metric, dev_metrics
@@ -176,8 +176,9 @@ def run(recipe: Recipe, resume: bool = False, force: bool = False, allow_change:
 
     with blame(recipe.source):
         out = output_dir(recipe)
-        main = PartialState().is_main_process
-        with (output_lock(out) if main else nullcontext()), stop_on_signals() as stop:
+        state = PartialState()
+        main = state.is_main_process
+        with run_lock(out, state), stop_on_signals() as stop:
             if force and not resume and main:
                 _clear(out)
             return _run(recipe, out, resume, allow_change, stop)

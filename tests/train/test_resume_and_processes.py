@@ -107,3 +107,28 @@ def test_two_processes_follow_the_one_process_loss_curve(make_recipe, tmp_path):
     assert len(one) == len(dual) == 8
     for a, b in zip(one, dual):
         assert abs(a - b) <= 1e-5 * abs(a), (one, dual)
+
+
+def test_a_two_process_run_into_a_locked_output_dir_stops_on_every_rank_with_one_line(make_recipe, tmp_path):
+    """torchrun, two gloo ranks: the main rank cannot take the lock another run holds; both ranks
+    print the same one line (the other rank learns it from the main one) and stop, none left waiting."""
+    import fcntl
+
+    path = make_recipe(train={"max_steps": 2, "batch_size": 2}, data={"dev": None})
+    out = tmp_path / "run"
+    out.mkdir()
+    fd = os.open(out / ".adaptkit.lock", os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.write(fd, json.dumps({"pid": 4242, "host": "elsewhere", "since": "2026-01-01 00:00:00"}).encode())
+        torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
+        proc = subprocess.run([torchrun, "--nproc_per_node", "2", "-m", "adaptkit.cli", "train", str(path)],
+                              env=ENV, capture_output=True, text=True)
+    finally:
+        os.close(fd)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert proc.returncode != 0 and len(errors) == 2, proc.stderr[-3000:]
+    assert all(f"output_dir {out} is in use by another run (pid 4242 on elsewhere" in line for line in errors)
+    assert "exitcode  : 2" in proc.stderr  # torchrun's own report; the rank that ends second may be sent SIGTERM
+    assert "/adaptkit/" not in proc.stderr, "a traceback from adaptkit's code"
+    assert not (out / "metrics.jsonl").exists()
