@@ -9,9 +9,12 @@ import torch
 from adaptkit.errors import AdaptkitError
 from adaptkit.freeze import ARCH_MAPS, apply
 from adaptkit.models import architecture, build_tiny
+from adaptkit.stack import CURRENT
 from adaptkit.train.step import SpeechLMLoss
 
 ARCHS = ["qwen2_audio", "voxtral", "granite_speech", "qwen2_5_omni_thinker"]
+NEVER_TIED = ("qwen2_audio", "voxtral") if CURRENT else ()
+"""Classes whose transformers 5 implementation declares no tied weights (4.57's tie through their causal LM)."""
 
 
 def _paths(value):
@@ -50,8 +53,7 @@ def test_placeholder_count_is_checked_per_sample(arch, speech_batch):
         SpeechLMLoss(model, impl, encoder_trains=True)(batch)
 
 
-@pytest.mark.parametrize("tied", [False, True])
-@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize(("arch", "tied"), [(a, t) for a in ARCHS for t in (False, True) if not (t and a in NEVER_TIED)])
 def test_projector_and_token_rows_train_rest_frozen(arch, tied, speech_batch):
     impl, model, tok, fe = _tiny(arch, tied)
     assert (model.get_input_embeddings().weight is model.get_output_embeddings().weight) is tied
@@ -65,6 +67,14 @@ def test_projector_and_token_rows_train_rest_frozen(arch, tied, speech_batch):
     changed = {n for n, p in model.named_parameters() if not torch.equal(p.detach(), before[n])}
     assert changed and all(cmap.group_of(n) in ("projector", "embeddings", "lm_head") for n in changed), sorted(changed)[:5]
     assert any(cmap.group_of(n) == "projector" for n in changed)
+
+
+@pytest.mark.current_stack
+@pytest.mark.parametrize("arch", ["qwen2_audio", "voxtral"])
+def test_tied_is_refused_where_the_class_never_ties(arch):
+    with pytest.raises(AdaptkitError, match=rf"{arch}: asked for tied=True, but transformers 5\S*'s \w+ builds its output layer "
+                                            r"apart from the embeddings"):
+        build_tiny(arch, tied=True)
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -99,3 +109,18 @@ def test_unknown_architecture_lists_the_registry():
     with pytest.raises(AdaptkitError, match=r"unknown architecture 'whisper'; supported: composed, granite_speech, "
                                             r"qwen2_5_omni_thinker, qwen2_audio, qwen3_asr, voxtral"):
         build_tiny("whisper")
+
+
+def test_granite_logits_are_scaled_as_the_installed_class_scales_them(speech_batch, own_forward):
+    """A text config with logits_scaling != 1: adaptkit's loss still equals the class's own (4.57's
+    Granite causal LM divides by it, transformers 5's GraniteSpeech head does not)."""
+    impl, model, tok, fe = _tiny("granite_speech")
+    for module in model.modules():
+        if hasattr(getattr(module, "config", None), "logits_scaling"):
+            module.config.logits_scaling = 4.0
+    assert model.config.text_config.logits_scaling == 4.0
+    batch = speech_batch(impl, model, tok, fe, seconds=(1.0, 1.0))
+    with torch.no_grad():
+        want = own_forward(impl, model, batch).loss
+        loss_sum, weight = SpeechLMLoss(model, impl, encoder_trains=True)(batch)
+    assert torch.allclose(loss_sum / weight, want, atol=1e-5), (float(loss_sum / weight), float(want))
