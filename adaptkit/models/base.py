@@ -34,6 +34,8 @@ class Architecture(ABC):
     structural fallback finds them."""
     model_class_name: ClassVar[str | None] = None
     """Class name the component map is registered under (`type(model).__name__`)."""
+    ties: ClassVar[bool] = True
+    """Whether the installed model class can tie its output layer to the input embeddings (`tied=True`)."""
 
     # --- building and loading ---------------------------------------------------------------
 

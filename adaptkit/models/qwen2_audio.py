@@ -14,6 +14,7 @@ from torch import nn
 
 from adaptkit.models.base import pad_features
 from adaptkit.models.transformers_audio import MEL_BINS, TransformersAudioLLM, nested_layout
+from adaptkit.stack import CURRENT
 
 
 class Qwen2Audio(TransformersAudioLLM):
@@ -23,6 +24,7 @@ class Qwen2Audio(TransformersAudioLLM):
     model_types = ("qwen2_audio",)
     model_class_name = "Qwen2AudioForConditionalGeneration"
     components = nested_layout("audio_tower", "multi_modal_projector")
+    ties = not CURRENT  # transformers 5's class declares no tied weights (4.57's ties through its causal LM)
     audio_token = "<|AUDIO|>"
     tiny_tokens = ("<|AUDIO|>", "<|audio_bos|>", "<|audio_eos|>")
 

@@ -111,6 +111,11 @@ class TransformersAudioLLM(Architecture):
                    init_std: float | None = None, size: str = "tiny", **parts: Any) -> nn.Module:
         if size != "tiny":
             raise AdaptkitError(f"model.size: {self.name} is built in size 'tiny' only")
+        if tied and not self.ties:
+            import transformers
+
+            raise AdaptkitError(f"{self.name}: tied=True, but transformers {transformers.__version__}'s {self.model_class_name} "
+                                "declares no tied weights; build it untied")
         std = init_std or INIT_STD
         config = self.tiny_config(tokenizer, tiny_text_config(tokenizer, tied, vocab_size, std))
         for cfg in (config, config.get_text_config()):
@@ -118,11 +123,8 @@ class TransformersAudioLLM(Architecture):
         torch.manual_seed(seed)
         model = self.model_class()(config).float()
         same = model.get_input_embeddings().weight is model.get_output_embeddings().weight
-        if same != tied:  # transformers 5's Qwen2-Audio and Voxtral declare no tied weights
-            import transformers
-
-            raise AdaptkitError(f"{self.name}: asked for tied={tied}, but transformers {transformers.__version__}'s "
-                                f"{type(model).__name__} builds its output layer {'tied to' if same else 'apart from'} the embeddings")
+        if same != tied:
+            raise AdaptkitError(f"{self.name}: asked for tied={tied}, the built weights say tied={same}")
         return model
 
     def load(self, name: str, dtype: torch.dtype):

@@ -21,6 +21,7 @@ from torch import nn
 from adaptkit.errors import AdaptkitError
 from adaptkit.models.base import pad_features
 from adaptkit.models.transformers_audio import MEL_BINS, TransformersAudioLLM, nested_layout
+from adaptkit.stack import CURRENT
 
 
 class Voxtral(TransformersAudioLLM):
@@ -30,6 +31,7 @@ class Voxtral(TransformersAudioLLM):
     model_types = ("voxtral",)
     model_class_name = "VoxtralForConditionalGeneration"
     components = nested_layout("audio_tower", "multi_modal_projector")
+    ties = not CURRENT  # transformers 5's class declares no tied weights (4.57's ties through its causal LM)
     audio_token = "[AUDIO]"
     tiny_tokens = ("<s>", "</s>", "[INST]", "[/INST]", "[BEGIN_AUDIO]", "[AUDIO]", "[SYSTEM_PROMPT]", "[/SYSTEM_PROMPT]")
     tiny_chat_template = ""

@@ -17,6 +17,7 @@ def embed_and_head(model):
     return emb.get_base_layer().weight, head.get_base_layer().weight
 
 
+@pytest.mark.qwen_asr_stack
 def test_mean_init_sets_new_rows_to_the_mean_of_existing_rows_without_resizing():
     model, tok = build_tiny("qwen3_asr")
     rows = model.thinker.model.embed_tokens.weight.shape[0]
@@ -33,6 +34,7 @@ def test_mean_init_sets_new_rows_to_the_mean_of_existing_rows_without_resizing()
     assert tok.tokenize("a<|spk_1|>b") == ["a", "<|spk_1|>", "b"]
 
 
+@pytest.mark.qwen_asr_stack
 def test_description_init_uses_the_mean_embedding_of_the_text():
     model, tok = build_tiny("qwen3_asr")
     ids = tok("order", add_special_tokens=False)["input_ids"]
@@ -44,6 +46,7 @@ def test_description_init_uses_the_mean_embedding_of_the_text():
     torch.testing.assert_close(emb[report.token_rows["<COMPLETE>"]], expected)
 
 
+@pytest.mark.qwen_asr_stack
 def test_random_init_is_deterministic_and_differs_per_token():
     rows = []
     for _ in range(2):
@@ -55,6 +58,7 @@ def test_random_init_is_deterministic_and_differs_per_token():
     assert not torch.equal(rows[0][0], rows[0][1])
 
 
+@pytest.mark.qwen_asr_stack
 def test_matrices_grow_only_when_the_vocabulary_has_no_room():
     model, tok = build_tiny("qwen3_asr")
     rows = model.thinker.model.embed_tokens.weight.shape[0]
@@ -71,6 +75,7 @@ def test_matrices_grow_only_when_the_vocabulary_has_no_room():
     assert max(report.token_rows.values()) == len(tok) - 1
 
 
+@pytest.mark.qwen_asr_stack
 def test_existing_tokens_are_not_added_again_and_unknown_tokens_are_refused():
     model, tok = build_tiny("qwen3_asr")
     n = len(tok)
@@ -82,6 +87,7 @@ def test_existing_tokens_are_not_added_again_and_unknown_tokens_are_refused():
     assert len(tok) == n  # refused before the tokenizer was touched
 
 
+@pytest.mark.qwen_asr_stack
 def test_tying_comes_from_the_weights_and_the_flags_are_made_true():
     model, tok = build_tiny("qwen3_asr", tied=False)
     model.config.tie_word_embeddings = True  # a flag that lies, as on real Qwen3-ASR checkpoints
@@ -92,10 +98,12 @@ def test_tying_comes_from_the_weights_and_the_flags_are_made_true():
     assert model.config.thinker_config.text_config.tie_word_embeddings is False
 
 
+@pytest.mark.parametrize("arch", [pytest.param("qwen3_asr", marks=pytest.mark.qwen_asr_stack), "qwen2_audio"])
 @pytest.mark.parametrize("tokens", [["<|spk_0|>", "<|spk_1|>"], ["<COMPLETE>", "<INCOMPLETE>", "<BACKCHANNEL>"]])
-def test_new_tokens_are_never_split_and_survive_decoding_with_special_tokens_skipped(tokens):
-    """qwen_asr's transcribe and vLLM decode with skip_special_tokens=True: the tags must stay."""
-    model, tok = build_tiny("qwen3_asr")
+def test_new_tokens_are_never_split_and_survive_decoding_with_special_tokens_skipped(tokens, arch):
+    """qwen_asr's transcribe and vLLM decode with skip_special_tokens=True: the tags must stay (on
+    either stack's tokenizer classes)."""
+    model, tok = build_tiny(arch)
     apply(model, {"add_tokens": tokens, "train": [{"tokens": "added"}]}, tokenizer=tok)
     text = f"{tokens[0]} hello {tokens[1]}order"
     ids = tok(text, add_special_tokens=False)["input_ids"]
