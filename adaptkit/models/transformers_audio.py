@@ -146,7 +146,9 @@ class TransformersAudioLLM(Architecture):
         tokenizer = processor.tokenizer
         if getattr(processor, "chat_template", None):  # the processor's template is the one that renders audio
             tokenizer.chat_template = processor.chat_template
-        return model, tokenizer, processor.feature_extractor, processor
+        # Granite Speech's processor names its feature extractor `audio_processor`
+        features = getattr(processor, "feature_extractor", None) or getattr(processor, "audio_processor", None)
+        return model, tokenizer, features, processor
 
     # --- inputs -----------------------------------------------------------------------------
 
