@@ -86,6 +86,24 @@ def test_component_map_is_the_architectures(arch):
     assert model.get_submodule(parts["lm_head"]) is model.get_output_embeddings()
 
 
+@pytest.mark.parametrize("arch", ARCHS)
+def test_the_text_model_reads_text_as_the_pieces_do_and_scores_turn_ends(arch):
+    """The text model (the end-of-turn scorer's) gives on text alone the logits of adaptkit's
+    pieces without audio, and its KV cache gives what full recomputation gives."""
+    from adaptkit.end_of_turn import EndOfTurnScorer
+
+    impl, model, tok, _ = _tiny(arch)
+    ids = torch.tensor([tok("thank you for calling, order number", add_special_tokens=False)["input_ids"]])
+    mask = torch.ones_like(ids)
+    with torch.no_grad():
+        want = impl.logits(model, impl.llm_hidden(model, ids, mask, None))
+        got = impl.text_model(model)(input_ids=ids, attention_mask=mask).logits
+    assert got.shape == want.shape and torch.allclose(got, want, atol=1e-5)
+    scorer = EndOfTurnScorer(impl.text_model(model), tok)
+    first = scorer.start([{"role": "user", "content": "I would like to check"}])
+    assert abs(first - scorer.full()) <= 1e-5 and abs(scorer.add(" my order") - scorer.full()) <= 1e-5
+
+
 def test_qwen2_audio_prompt_matches_its_processor():
     """The prompt adaptkit builds equals what Qwen2AudioProcessor makes of its own chat template
     and the same audio (placeholder expansion included)."""
