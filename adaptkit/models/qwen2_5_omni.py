@@ -3,9 +3,9 @@
 Tree: `audio_tower` (the Whisper-derived encoder of Qwen2-Audio, windowed, whose last layer `proj`
 is the projector into the LLM's width), `visual` (the vision tower, group `other`: never trained
 here), `model` (the Qwen2.5 LLM with multimodal RoPE) and `lm_head`; on transformers 5 the tower,
-`visual` and the LLM (`language_model`) sit under `model`, the `lm_head` stays at the top. The processor renders an audio
-item as `<|audio_bos|><|AUDIO|><|audio_eos|>` and expands `<|AUDIO|>` to
-((frames - 1) // 2 + 1 - 2) // 2 + 1 placeholders. Audio and text positions are consecutive in all
+`visual` and the LLM (`language_model`) sit under `model`, the `lm_head` stays at the top. The
+processor renders an audio item as `<|audio_bos|><|AUDIO|><|audio_eos|>` and expands `<|AUDIO|>`
+to ((frames - 1) // 2 + 1 - 2) // 2 + 1 placeholders. Audio and text positions are consecutive in all
 three RoPE sections, so without images or video the position ids are a running count.
 """
 
@@ -88,5 +88,5 @@ class Qwen25OmniThinker(TransformersAudioLLM):
         embeds = self.embedded(model, input_ids, audio_embeds)
         positions = (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
         positions = positions[None].expand(3, *positions.shape)
-        return self.part(model, "llm")(inputs_embeds=embeds, attention_mask=attention_mask, position_ids=positions,
-                           use_cache=False).last_hidden_state
+        llm = self.part(model, "llm")
+        return llm(inputs_embeds=embeds, attention_mask=attention_mask, position_ids=positions, use_cache=False).last_hidden_state

@@ -1,8 +1,9 @@
 """Qwen2-Audio (`Qwen2AudioForConditionalGeneration`, e.g. Qwen/Qwen2-Audio-7B-Instruct).
 
 Tree: `audio_tower` (a Whisper encoder ending in a stride-2 average pool), `multi_modal_projector`
-(one linear layer), `language_model` (Qwen2); under `model` on transformers 5 (transformers_audio). The encoder reads a fixed 30 s window of 3000 mel
-frames; the processor expands `<|AUDIO|>` to ((frames - 1) // 2 + 1 - 2) // 2 + 1 placeholders.
+(one linear layer), `language_model` (Qwen2); under `model` on transformers 5 (transformers_audio).
+The encoder reads a fixed 30 s window of 3000 mel frames; the processor expands `<|AUDIO|>` to
+((frames - 1) // 2 + 1 - 2) // 2 + 1 placeholders.
 """
 
 from __future__ import annotations

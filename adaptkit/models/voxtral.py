@@ -1,8 +1,9 @@
 """Voxtral (`VoxtralForConditionalGeneration`, e.g. mistralai/Voxtral-Mini-3B-2507).
 
 Tree: `audio_tower` (a Whisper encoder), `multi_modal_projector` (two linear layers over 4
-stacked encoder frames), `language_model` (Mistral); under `model` on transformers 5. Audio is cut into 30 s chunks of 3000 mel
-frames (the last one padded), each read separately; every chunk gives 1500 / 4 = 375 placeholders.
+stacked encoder frames), `language_model` (Mistral); under `model` on transformers 5. Audio is cut
+into 30 s chunks of 3000 mel frames (the last one padded), each read separately; every chunk gives
+1500 / 4 = 375 placeholders.
 
 The prompt follows mistral-common's instruct layout, `<s>[INST][BEGIN_AUDIO]` + `[AUDIO]` x n +
 `[/INST]` (a system text goes in `[SYSTEM_PROMPT]...[/SYSTEM_PROMPT]` first), built from the
