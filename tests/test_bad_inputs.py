@@ -323,6 +323,7 @@ def test_the_table_is_large_and_spans_every_area():
     assert len({(c.area, c.name) for c in CASES}) == len(CASES)
 
 
+@pytest.mark.qwen_asr_stack  # the world's run is the tiny qwen3_asr recipe
 @pytest.mark.parametrize("case", CASES, ids=[f"{c.area}: {c.name}" for c in CASES])
 def test_a_bad_input_is_one_line_and_exit_2(world, case):
     result = CliRunner().invoke(main, case.argv(world))

@@ -8,10 +8,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 from click.testing import CliRunner
 
 from adaptkit.cli import main
+
+pytestmark = pytest.mark.qwen_asr_stack  # the recipe is the tiny qwen3_asr's
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "tiny" / "ja_diarization.yaml"
 

@@ -28,6 +28,7 @@ def write(tmp_path, text: str, name: str = "recipe.yaml"):
     return str(path)
 
 
+@pytest.mark.qwen_asr_stack
 def test_plan_prints_one_row_per_component(tmp_path):
     result = CliRunner().invoke(main, ["plan", write(tmp_path, GOOD)])
     assert result.exit_code == 0, result.output
@@ -37,6 +38,7 @@ def test_plan_prints_one_row_per_component(tmp_path):
     assert "<|spk_0|>" in result.stdout
 
 
+@pytest.mark.qwen_asr_stack
 def test_plan_json_follows_the_contract(tmp_path):
     result = CliRunner().invoke(main, ["plan", write(tmp_path, GOOD), "--json"])
     assert result.exit_code == 0, result.output
@@ -53,6 +55,7 @@ def test_plan_json_follows_the_contract(tmp_path):
     assert data["groups"]["embeddings"]["trainable"] == data["groups"]["lm_head"]["trainable"] == 2 * hidden
 
 
+@pytest.mark.qwen_asr_stack
 def test_overrides_change_the_spec(tmp_path):
     result = CliRunner().invoke(main, ["plan", write(tmp_path, GOOD), "freeze.lora.r=8", "--json"])
     low = json.loads(CliRunner().invoke(main, ["plan", write(tmp_path, GOOD), "--json"]).stdout)
@@ -81,7 +84,11 @@ BAD = {
 }
 
 
-@pytest.mark.parametrize("case", list(BAD))
+BUILDS = {"zero-match regex", "unknown token", "lora in the encoder"}
+"""The cases refused only once the tiny qwen3_asr is built (the others before any model)."""
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, marks=pytest.mark.qwen_asr_stack) if c in BUILDS else c for c in BAD])
 def test_bad_recipes_get_one_line_and_exit_2(tmp_path, case):
     text, expected = BAD[case]
     result = CliRunner().invoke(main, ["plan", write(tmp_path, text)])
@@ -106,6 +113,7 @@ def test_a_real_process_exits_2_without_traceback(tmp_path):
     assert "Traceback" not in proc.stderr and proc.stderr.strip().splitlines()[-1].startswith("error: ")
 
 
+@pytest.mark.qwen_asr_stack
 def test_overrides_without_a_recipe_apply_to_the_embedded_default():
     result = CliRunner().invoke(main, ["plan", "freeze.train=[projector]", "--json"])
     assert result.exit_code == 0, result.output

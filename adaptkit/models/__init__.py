@@ -144,10 +144,11 @@ def load(section) -> Loaded:
 @contextmanager
 def loading(key: str, name: str) -> Iterator[None]:
     """Turn a failed load of `name` (not found locally and no hub, a bad path, unreadable files)
-    into a one-line error naming the recipe key `model.<key>`."""
+    into a one-line error naming the recipe key `model.<key>`. A folder without a config.json is an
+    OSError on transformers 4.57, a ValueError ("Unrecognized model") on 5."""
     try:
         yield
-    except (OSError, HFValidationError) as err:
+    except (OSError, HFValidationError, ValueError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise AdaptkitError(f"model.{key}: cannot load {name!r}: {first}") from None
 

@@ -18,7 +18,7 @@ from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, Pretrained
 from adaptkit.errors import AdaptkitError
 from adaptkit.models import projectors
 from adaptkit.models.base import Architecture, pad_features, scatter_audio
-from adaptkit.models.tokenizer import chatml_prompt
+from adaptkit.models.tokenizer import add_special_tokens, chatml_prompt
 
 AUDIO_TOKENS = ("<|audio_start|>", "<|audio_pad|>", "<|audio_end|>")
 AUDIO_TOKEN = AUDIO_TOKENS[1]
@@ -63,7 +63,7 @@ class ComposedSpeechLM(PreTrainedModel):
 
     config_class = ComposedConfig
     base_model_prefix = "composed"
-    _tied_weights_keys = ["llm.lm_head.weight"]
+    # no _tied_weights_keys: the LLM, a transformers model itself, declares (and ties) its own
 
     def __init__(self, config: ComposedConfig, encoder: nn.Module | None = None, llm: nn.Module | None = None) -> None:
         super().__init__(config)
@@ -237,8 +237,7 @@ def compose(encoder: str | None, llm: str, projector: dict | None = None, dtype:
     with loading("llm", llm):
         tokenizer = AutoTokenizer.from_pretrained(llm)
         lm = AutoModelForCausalLM.from_pretrained(llm, dtype=dtype)
-    tokenizer.add_special_tokens({"additional_special_tokens": [t for t in AUDIO_TOKENS if t not in tokenizer.get_vocab()]},
-                                 replace_additional_special_tokens=False)
+    add_special_tokens(tokenizer, [t for t in AUDIO_TOKENS if t not in tokenizer.get_vocab()])
     if len(tokenizer) > lm.get_input_embeddings().weight.shape[0]:
         lm.resize_token_embeddings(len(tokenizer))
     enc, fe, enc_config = None, None, None

@@ -3,8 +3,12 @@
 Tree: `encoder` (a Conformer over pairs of stacked 80-bin log-mel frames, 160 inputs per frame),
 `projector` (a windowed Q-Former: every 15 encoder frames become 15 // 5 = 3 rows; the tiny
 model keeps 15 // 3 = 5, which a projector-only adapter on a random LLM needs to learn), and
-`language_model` (Granite, whose logits are divided by `logits_scaling`). The processor expands
-`<|audio|>` to ceil(frames / window_size) x (window_size // downsample_rate) placeholders.
+`language_model` (Granite); under `model` on transformers 5. The processor expands `<|audio|>` to
+ceil(frames / window_size) x (window_size // downsample_rate) placeholders.
+
+Logits: on transformers 4.57 the class runs its Granite causal LM, which divides them by the text
+config's `logits_scaling`; on transformers 5 it applies its own `lm_head` and does not divide.
+adaptkit computes them as the installed class does, so training and the class's `generate` agree.
 
 Each sample is encoded and projected on its own: the class's forward runs a padded batch through
 the encoder without a mask, so a shorter sample's last window would see its neighbours' padding.
@@ -23,7 +27,8 @@ import torch
 from torch import nn
 
 from adaptkit.errors import AdaptkitError
-from adaptkit.models.transformers_audio import MEL_BINS, TransformersAudioLLM
+from adaptkit.stack import CURRENT
+from adaptkit.models.transformers_audio import MEL_BINS, TransformersAudioLLM, nested_layout
 
 GRANITE_TEMPLATE = (
     "{% for message in messages %}<|start_of_role|>{{ message['role'] }}<|end_of_role|>{{ message['content'] }}<|end_of_text|>\n"
@@ -38,10 +43,7 @@ class GraniteSpeech(TransformersAudioLLM):
     name = "granite_speech"
     model_types = ("granite_speech",)
     model_class_name = "GraniteSpeechForConditionalGeneration"
-    components = {
-        "encoder": "encoder", "projector": "projector", "llm": "language_model.model",
-        "embeddings": "language_model.model.embed_tokens", "lm_head": "language_model.lm_head",
-    }
+    components = nested_layout("encoder", "projector")
     audio_token = "<|audio|>"
     tiny_tokens = ("<|audio|>", "<|start_of_role|>", "<|end_of_role|>", "<|end_of_text|>")
     tiny_chat_template = GRANITE_TEMPLATE
@@ -93,10 +95,14 @@ class GraniteSpeech(TransformersAudioLLM):
 
     def encode_audio(self, model: nn.Module, features: torch.Tensor, mask: torch.Tensor) -> list[torch.Tensor]:
         x = features.transpose(1, 2)
-        return [model.encoder(x[i : i + 1, :n])[0] for i, n in enumerate(mask.sum(dim=1).tolist())]
+        encoder = self.part(model, "encoder")
+        outs = [encoder(x[i : i + 1, :n]) for i, n in enumerate(mask.sum(dim=1).tolist())]
+        return [getattr(out, "last_hidden_state", out)[0] for out in outs]  # a tensor on 4.57, an output object on 5
 
     def project(self, model: nn.Module, states: list[torch.Tensor]) -> torch.Tensor:
-        return torch.cat([model.projector(s[None])[0] for s in states])
+        projector = self.part(model, "projector")
+        return torch.cat([projector(s[None])[0] for s in states])
 
     def logits(self, model: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
-        return self.output_layer(model)(hidden) / model.config.text_config.logits_scaling
+        out = self.output_layer(model)(hidden)
+        return out if CURRENT else out / model.config.text_config.logits_scaling  # see the module docstring

@@ -2,9 +2,10 @@
 
 Tree: `audio_tower` (the Whisper-derived encoder of Qwen2-Audio, windowed, whose last layer `proj`
 is the projector into the LLM's width), `visual` (the vision tower, group `other`: never trained
-here), `model` (the Qwen2.5 LLM with multimodal RoPE) and `lm_head`. The processor renders an audio
-item as `<|audio_bos|><|AUDIO|><|audio_eos|>` and expands `<|AUDIO|>` to
-((frames - 1) // 2 + 1 - 2) // 2 + 1 placeholders. Audio and text positions are consecutive in all
+here), `model` (the Qwen2.5 LLM with multimodal RoPE) and `lm_head`; on transformers 5 the tower,
+`visual` and the LLM (`language_model`) sit under `model`, the `lm_head` stays at the top. The
+processor renders an audio item as `<|audio_bos|><|AUDIO|><|audio_eos|>` and expands `<|AUDIO|>`
+to ((frames - 1) // 2 + 1 - 2) // 2 + 1 placeholders. Audio and text positions are consecutive in all
 three RoPE sections, so without images or video the position ids are a running count.
 """
 
@@ -15,8 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from adaptkit.models.base import scatter_audio
-from adaptkit.models.transformers_audio import MEL_BINS, TransformersAudioLLM
+from adaptkit.models.transformers_audio import MEL_BINS, TransformersAudioLLM, layout, stack_layout
 
 OMNI_TEMPLATE = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
@@ -34,8 +34,8 @@ class Qwen25OmniThinker(TransformersAudioLLM):
     name = "qwen2_5_omni_thinker"
     model_types = ("qwen2_5_omni_thinker",)
     model_class_name = "Qwen2_5OmniThinkerForConditionalGeneration"
-    components = {"encoder": "audio_tower", "projector": ["audio_tower.proj"], "llm": "model",
-                  "embeddings": "model.embed_tokens", "lm_head": "lm_head"}
+    components = stack_layout(v4=layout("audio_tower", ["audio_tower.proj"], "model", "lm_head"),
+                              v5=layout("model.audio_tower", ["model.audio_tower.proj"], "model.language_model", "lm_head"))
     audio_token = "<|AUDIO|>"
     tiny_tokens = ("<|AUDIO|>", "<|audio_bos|>", "<|audio_eos|>", "<|IMAGE|>", "<|VIDEO|>", "<|vision_bos|>", "<|vision_eos|>")
     tiny_chat_template = OMNI_TEMPLATE
@@ -61,9 +61,6 @@ class Qwen25OmniThinker(TransformersAudioLLM):
             vision_end_token_id=ids["<|vision_eos|>"], tie_word_embeddings=text["tie_word_embeddings"],
             pad_token_id=tokenizer.pad_token_id)
 
-    def language_model(self, model: nn.Module) -> nn.Module:
-        return model  # the thinker is itself the causal LM (`model` + `lm_head`)
-
     def audio_token_count(self, num_frames: int, model: nn.Module | None = None) -> int:
         after_conv = (num_frames - 1) // 2 + 1
         return (after_conv - 2) // 2 + 1
@@ -72,22 +69,24 @@ class Qwen25OmniThinker(TransformersAudioLLM):
         return {"input_features": features, "feature_attention_mask": mask}
 
     def encode_audio(self, model: nn.Module, features: torch.Tensor, mask: torch.Tensor) -> list[torch.Tensor]:
-        """The tower's states just before `proj`, captured per sample while the tower runs its own code."""
+        """The tower's states just before `proj`, captured while the tower runs its own code (per
+        sample on 4.57, all samples at once on 5) and cut at the tower's own output lengths."""
         captured: list[torch.Tensor] = []
-        hook = model.audio_tower.proj.register_forward_pre_hook(lambda _m, args: captured.append(args[0]))
+        hook = self.part(model, "projector").register_forward_pre_hook(lambda _m, args: captured.append(args[0]))
         try:
             model.get_audio_features(features, feature_attention_mask=mask)
         finally:
             hook.remove()
-        return captured
+        _, lengths = self.part(model, "encoder")._get_feat_extract_output_lengths(mask.sum(-1))
+        return list(torch.cat(captured).split(lengths.tolist()))
 
     def project(self, model: nn.Module, states: list[torch.Tensor]) -> torch.Tensor:
-        return model.audio_tower.proj(torch.cat(states))
+        return self.part(model, "projector")(torch.cat(states))
 
     def llm_hidden(self, model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                    audio_embeds: torch.Tensor | None) -> torch.Tensor:
-        embeds = scatter_audio(model.get_input_embeddings()(input_ids), input_ids, self.audio_token_id(model), audio_embeds)
+        embeds = self.embedded(model, input_ids, audio_embeds)
         positions = (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
         positions = positions[None].expand(3, *positions.shape)
-        return model.model(inputs_embeds=embeds, attention_mask=attention_mask, position_ids=positions,
-                           use_cache=False).last_hidden_state
+        llm = self.part(model, "llm")
+        return llm(inputs_embeds=embeds, attention_mask=attention_mask, position_ids=positions, use_cache=False).last_hidden_state

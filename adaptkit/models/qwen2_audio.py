@@ -1,8 +1,9 @@
 """Qwen2-Audio (`Qwen2AudioForConditionalGeneration`, e.g. Qwen/Qwen2-Audio-7B-Instruct).
 
 Tree: `audio_tower` (a Whisper encoder ending in a stride-2 average pool), `multi_modal_projector`
-(one linear layer), `language_model` (Qwen2). The encoder reads a fixed 30 s window of 3000 mel
-frames; the processor expands `<|AUDIO|>` to ((frames - 1) // 2 + 1 - 2) // 2 + 1 placeholders.
+(one linear layer), `language_model` (Qwen2); under `model` on transformers 5 (transformers_audio).
+The encoder reads a fixed 30 s window of 3000 mel frames; the processor expands `<|AUDIO|>` to
+((frames - 1) // 2 + 1 - 2) // 2 + 1 placeholders.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import torch
 from torch import nn
 
 from adaptkit.models.base import pad_features
-from adaptkit.models.transformers_audio import MEL_BINS, TransformersAudioLLM
+from adaptkit.models.transformers_audio import MEL_BINS, TransformersAudioLLM, nested_layout
+from adaptkit.stack import CURRENT
 
 
 class Qwen2Audio(TransformersAudioLLM):
@@ -22,10 +24,8 @@ class Qwen2Audio(TransformersAudioLLM):
     name = "qwen2_audio"
     model_types = ("qwen2_audio",)
     model_class_name = "Qwen2AudioForConditionalGeneration"
-    components = {
-        "encoder": "audio_tower", "projector": "multi_modal_projector", "llm": "language_model.model",
-        "embeddings": "language_model.model.embed_tokens", "lm_head": "language_model.lm_head",
-    }
+    components = nested_layout("audio_tower", "multi_modal_projector")
+    ties = not CURRENT  # transformers 5's class declares no tied weights (4.57's ties through its causal LM)
     audio_token = "<|AUDIO|>"
     tiny_tokens = ("<|AUDIO|>", "<|audio_bos|>", "<|audio_eos|>")
 
@@ -64,7 +64,7 @@ class Qwen2Audio(TransformersAudioLLM):
 
     def encode_audio(self, model: nn.Module, features: torch.Tensor, mask: torch.Tensor) -> list[torch.Tensor]:
         inputs = self.model_inputs(model, features, mask)
-        x, tower = inputs["input_features"], model.audio_tower
+        x, tower = inputs["input_features"], self.part(model, "encoder")
         conv_lengths, out_lengths = tower._get_feat_extract_output_lengths(mask.sum(-1))
         # The attention mask over the encoder's frames after its stride-2 conv, built as the class's
         # forward builds it (transformers 4.57 has no get_audio_features for Qwen2-Audio).
@@ -76,4 +76,4 @@ class Qwen2Audio(TransformersAudioLLM):
         return [hidden[i, : int(n)] for i, n in enumerate(out_lengths.tolist())]
 
     def project(self, model: nn.Module, states: list[torch.Tensor]) -> torch.Tensor:
-        return model.multi_modal_projector(torch.cat(states))
+        return self.part(model, "projector")(torch.cat(states))

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from transformers import PreTrainedTokenizerFast
 
+from adaptkit.stack import CURRENT
+
 # Chat and audio markers used by Qwen-style Speech-LLMs; tiny tokenizers carry the same names
 # so prompts, placeholder counting and decoding follow the real code paths.
 QWEN_SPECIAL_TOKENS = [
@@ -59,6 +61,14 @@ def tiny_tokenizer(vocab_size: int = 1024, special_tokens: list[str] | None = No
     tok.eos_token = "<|im_end|>" if "<|im_end|>" in specials else specials[0]
     tok.pad_token = "<|endoftext|>" if "<|endoftext|>" in specials else specials[0]
     return tok
+
+
+def add_special_tokens(tokenizer, tokens: list[str]) -> int:
+    """Add `tokens` as special tokens, extending the tokenizer's extra special tokens instead of
+    replacing them (the keyword is `replace_extra_special_tokens` on transformers 5,
+    `replace_additional_special_tokens` on 4.57). Returns how many are new to the vocabulary."""
+    keep = {"replace_extra_special_tokens" if CURRENT else "replace_additional_special_tokens": False}
+    return tokenizer.add_special_tokens({"additional_special_tokens": tokens}, **keep)
 
 
 def chatml_prompt(tokenizer, n_audio: int, system: str = "") -> list[int]:

@@ -8,6 +8,12 @@ prompt rendered by the chat template (the processor's where it has one) with the
 placeholder expanded to the count the processor would give, the LLM forward with the audio rows
 at the placeholders, and generation through the class's own `generate`. A subclass gives the
 class, its component map, its tiny config, its features and how its encoder and projector run.
+
+Where the parts sit depends on the installed transformers (`adaptkit.stack`): 4.57 keeps the
+encoder, projector and causal LM (`language_model`, with `.model` and `.lm_head`) at the top;
+5 puts them under `model` (the LM as the bare decoder, `model.language_model`) and the lm_head at
+the top. Each class declares one component map per stack and reaches its modules through the one
+that applies (`part`), never through attribute chains.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from torch import nn
 
 from adaptkit.errors import AdaptkitError
 from adaptkit.models.base import Architecture, scatter_audio
+from adaptkit.stack import CURRENT
 
 MEL_BINS = 16
 """Mel bins of the tiny front ends (the real checkpoints use 80 or 128)."""
@@ -36,6 +43,25 @@ def tiny_text_config(tokenizer, tied: bool, vocab_size: int | None, std: float) 
         "max_position_embeddings": 4096, "pad_token_id": tokenizer.pad_token_id, "eos_token_id": tokenizer.eos_token_id,
         "bos_token_id": tokenizer.bos_token_id, "tie_word_embeddings": tied, "initializer_range": std,
     }
+
+
+def layout(encoder: str, projector: str | list[str], llm: str, lm_head: str) -> dict[str, str | list[str]]:
+    """A component map whose embeddings are the decoder `llm`'s `embed_tokens`."""
+    return {"encoder": encoder, "projector": projector, "llm": llm, "embeddings": f"{llm}.embed_tokens", "lm_head": lm_head}
+
+
+def stack_layout(v4: dict[str, str | list[str]], v5: dict[str, str | list[str]]) -> dict[str, str | list[str]]:
+    """The component map of the installed stack: `v5` on transformers 5, `v4` on 4.57."""
+    return v5 if CURRENT else v4
+
+
+def nested_layout(encoder: str, projector: str) -> dict[str, str | list[str]]:
+    """The component map, on the installed stack, of a class whose encoder, projector and causal LM
+    are siblings (Qwen2-Audio, Voxtral, Granite Speech): at the top with the LM's head inside it on
+    4.57, under `model` with the head at the top on 5."""
+    return stack_layout(
+        v4=layout(encoder, projector, "language_model.model", "language_model.lm_head"),
+        v5=layout(f"model.{encoder}", f"model.{projector}", "model.language_model", "lm_head"))
 
 
 class TransformersAudioLLM(Architecture):
@@ -85,6 +111,11 @@ class TransformersAudioLLM(Architecture):
                    init_std: float | None = None, size: str = "tiny", **parts: Any) -> nn.Module:
         if size != "tiny":
             raise AdaptkitError(f"model.size: {self.name} is built in size 'tiny' only")
+        if tied and not self.ties:
+            import transformers
+
+            raise AdaptkitError(f"{self.name}: tied=True, but transformers {transformers.__version__}'s {self.model_class_name} "
+                                "declares no tied weights; build it untied")
         std = init_std or INIT_STD
         config = self.tiny_config(tokenizer, tiny_text_config(tokenizer, tied, vocab_size, std))
         for cfg in (config, config.get_text_config()):
@@ -115,7 +146,9 @@ class TransformersAudioLLM(Architecture):
         tokenizer = processor.tokenizer
         if getattr(processor, "chat_template", None):  # the processor's template is the one that renders audio
             tokenizer.chat_template = processor.chat_template
-        return model, tokenizer, processor.feature_extractor, processor
+        # Granite Speech's processor names its feature extractor `audio_processor`
+        features = getattr(processor, "feature_extractor", None) or getattr(processor, "audio_processor", None)
+        return model, tokenizer, features, processor
 
     # --- inputs -----------------------------------------------------------------------------
 
@@ -142,21 +175,30 @@ class TransformersAudioLLM(Architecture):
 
     # --- the forward pass in pieces -----------------------------------------------------------
 
-    def language_model(self, model: nn.Module) -> nn.Module:
-        """The causal LM (with `.model` and the lm_head)."""
-        return model.language_model
+    def part(self, model: nn.Module, component: str) -> nn.Module:
+        """The module of `component` (encoder, projector, llm, embeddings, lm_head) where the installed
+        stack's component map puts it."""
+        paths = self.components[component]
+        if not isinstance(paths, str):
+            (paths,) = paths  # one module (a list only where the map must name it so)
+        return model.get_submodule(paths)
+
+    def embedded(self, model: nn.Module, input_ids: torch.Tensor, audio_embeds: torch.Tensor | None) -> torch.Tensor:
+        """Input embeddings with the audio rows at the placeholders."""
+        return scatter_audio(model.get_input_embeddings()(input_ids), input_ids, self.audio_token_id(model), audio_embeds)
 
     def llm_hidden(self, model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                    audio_embeds: torch.Tensor | None) -> torch.Tensor:
-        embeds = scatter_audio(model.get_input_embeddings()(input_ids), input_ids, self.audio_token_id(model), audio_embeds)
-        lm = self.language_model(model)
-        return lm.model(inputs_embeds=embeds, attention_mask=attention_mask, use_cache=False).last_hidden_state
+        embeds = self.embedded(model, input_ids, audio_embeds)
+        return self.part(model, "llm")(inputs_embeds=embeds, attention_mask=attention_mask, use_cache=False).last_hidden_state
 
     def output_layer(self, model: nn.Module) -> nn.Module:
         return model.get_output_embeddings()
 
     def text_model(self, model: nn.Module) -> nn.Module:
-        return self.language_model(model)
+        """The module that holds the lm_head: the causal LM on 4.57, the model itself on 5 (its forward
+        reads text alone)."""
+        return model.get_submodule(self.components["lm_head"].rpartition(".")[0])
 
     def generate(self, model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                  input_features: torch.Tensor | None = None, feature_attention_mask: torch.Tensor | None = None,

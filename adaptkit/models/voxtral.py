@@ -1,8 +1,9 @@
 """Voxtral (`VoxtralForConditionalGeneration`, e.g. mistralai/Voxtral-Mini-3B-2507).
 
 Tree: `audio_tower` (a Whisper encoder), `multi_modal_projector` (two linear layers over 4
-stacked encoder frames), `language_model` (Mistral). Audio is cut into 30 s chunks of 3000 mel
-frames (the last one padded), each read separately; every chunk gives 1500 / 4 = 375 placeholders.
+stacked encoder frames), `language_model` (Mistral); under `model` on transformers 5. Audio is cut
+into 30 s chunks of 3000 mel frames (the last one padded), each read separately; every chunk gives
+1500 / 4 = 375 placeholders.
 
 The prompt follows mistral-common's instruct layout, `<s>[INST][BEGIN_AUDIO]` + `[AUDIO]` x n +
 `[/INST]` (a system text goes in `[SYSTEM_PROMPT]...[/SYSTEM_PROMPT]` first), built from the
@@ -20,7 +21,8 @@ from torch import nn
 
 from adaptkit.errors import AdaptkitError
 from adaptkit.models.base import pad_features
-from adaptkit.models.transformers_audio import MEL_BINS, TransformersAudioLLM
+from adaptkit.models.transformers_audio import MEL_BINS, TransformersAudioLLM, nested_layout
+from adaptkit.stack import CURRENT
 
 
 class Voxtral(TransformersAudioLLM):
@@ -29,10 +31,8 @@ class Voxtral(TransformersAudioLLM):
     name = "voxtral"
     model_types = ("voxtral",)
     model_class_name = "VoxtralForConditionalGeneration"
-    components = {
-        "encoder": "audio_tower", "projector": "multi_modal_projector", "llm": "language_model.model",
-        "embeddings": "language_model.model.embed_tokens", "lm_head": "language_model.lm_head",
-    }
+    components = nested_layout("audio_tower", "multi_modal_projector")
+    ties = not CURRENT  # transformers 5's class declares no tied weights (4.57's ties through its causal LM)
     audio_token = "[AUDIO]"
     tiny_tokens = ("<s>", "</s>", "[INST]", "[/INST]", "[BEGIN_AUDIO]", "[AUDIO]", "[SYSTEM_PROMPT]", "[/SYSTEM_PROMPT]")
     tiny_chat_template = ""
@@ -86,10 +86,10 @@ class Voxtral(TransformersAudioLLM):
 
     def encode_audio(self, model: nn.Module, features: torch.Tensor, mask: torch.Tensor) -> list[torch.Tensor]:
         frames, _ = self._chunk(model)
-        hidden = model.audio_tower(self.model_inputs(model, features, mask)["input_features"]).last_hidden_state
+        hidden = self.part(model, "encoder")(self.model_inputs(model, features, mask)["input_features"]).last_hidden_state
         counts = [math.ceil(n / frames) for n in mask.sum(dim=1).tolist()]
         width = model.config.audio_config.intermediate_size
         return [h.reshape(-1, width) for h in hidden.split(counts)]
 
     def project(self, model: nn.Module, states: list[torch.Tensor]) -> torch.Tensor:
-        return model.multi_modal_projector(torch.cat(states))
+        return self.part(model, "projector")(torch.cat(states))

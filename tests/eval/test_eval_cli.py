@@ -12,6 +12,8 @@ from click.testing import CliRunner
 from adaptkit.cli import main
 from adaptkit.synth import SynthConfig, generate
 
+pytestmark = pytest.mark.qwen_asr_stack  # the adapter is trained on the tiny qwen3_asr
+
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):

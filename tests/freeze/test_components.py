@@ -19,6 +19,7 @@ def qwen3():
     return build_tiny("qwen3_asr")
 
 
+@pytest.mark.qwen_asr_stack
 def test_projector_inside_the_encoder_is_kept_apart(qwen3):
     model, _ = qwen3
     cmap = component_map(model)
@@ -35,6 +36,7 @@ def test_projector_inside_the_encoder_is_kept_apart(qwen3):
     assert not any("embed_tokens" in n for n in resolve_parameters(model, "llm", cmap, "t"))
 
 
+@pytest.mark.qwen_asr_stack
 def test_sub_paths_resolve_inside_their_component_only(qwen3):
     model, _ = qwen3
     cmap = component_map(model)
@@ -51,6 +53,7 @@ def test_sub_paths_resolve_inside_their_component_only(qwen3):
         resolve_modules(model, "llm.atention", cmap, "freeze.train[0]")
 
 
+@pytest.mark.qwen_asr_stack
 def test_regex_and_glob_rules(qwen3):
     model, _ = qwen3
     cmap = component_map(model)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 HEAVY = ("qwen_asr", "gradio", "meeteval", "pyannote", "jiwer", "matplotlib")
 
 
@@ -20,6 +22,7 @@ def test_importing_the_freezing_api_loads_no_heavy_package():
     assert proc.stdout.strip() == "", f"adaptkit.freeze imported: {proc.stdout.strip()}"
 
 
+@pytest.mark.qwen_asr_stack
 def test_the_check_would_notice_a_heavy_import():
     code = "import sys, adaptkit.freeze, adaptkit.models.qwen3_asr as q; q._classes(); print('qwen_asr' in sys.modules)"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

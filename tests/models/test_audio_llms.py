@@ -43,11 +43,18 @@ def test_placeholder_count_is_checked_per_sample(arch, speech_batch):
         SpeechLMLoss(model, impl, encoder_trains=True)(batch)
 
 
-@pytest.mark.parametrize("tied", [False, True])
-@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize(("arch", "tied"), [(a, t) for a in ARCHS for t in (False, True) if architecture(a).ties or not t])
 def test_projector_and_token_rows_train_rest_frozen(arch, tied, adapter_check):
     impl, model, tok, fe = _tiny(arch, tied)
     adapter_check(impl, model, tok, fe, tied)
+
+
+@pytest.mark.current_stack
+@pytest.mark.parametrize("arch", ["qwen2_audio", "voxtral"])
+def test_tied_is_refused_where_the_class_never_ties(arch):
+    assert not architecture(arch).ties
+    with pytest.raises(AdaptkitError, match=rf"^{arch}: tied=True, but transformers 5\S*'s \w+ declares no tied weights; build it untied$"):
+        build_tiny(arch, tied=True)
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -60,6 +67,24 @@ def test_component_map_is_the_architectures(arch):
             model.get_submodule(path)
     assert model.get_submodule(parts["embeddings"]) is model.get_input_embeddings()
     assert model.get_submodule(parts["lm_head"]) is model.get_output_embeddings()
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_the_text_model_reads_text_as_the_pieces_do_and_scores_turn_ends(arch):
+    """The text model (the end-of-turn scorer's) gives on text alone the logits of adaptkit's
+    pieces without audio, and its KV cache gives what full recomputation gives."""
+    from adaptkit.end_of_turn import EndOfTurnScorer
+
+    impl, model, tok, _ = _tiny(arch)
+    ids = torch.tensor([tok("thank you for calling, order number", add_special_tokens=False)["input_ids"]])
+    mask = torch.ones_like(ids)
+    with torch.no_grad():
+        want = impl.logits(model, impl.llm_hidden(model, ids, mask, None))
+        got = impl.text_model(model)(input_ids=ids, attention_mask=mask).logits
+    assert got.shape == want.shape and torch.allclose(got, want, atol=1e-5)
+    scorer = EndOfTurnScorer(impl.text_model(model), tok)
+    first = scorer.start([{"role": "user", "content": "I would like to check"}])
+    assert abs(first - scorer.full()) <= 1e-5 and abs(scorer.add(" my order") - scorer.full()) <= 1e-5
 
 
 def test_qwen2_audio_prompt_matches_its_processor():
@@ -82,3 +107,18 @@ def test_unknown_architecture_lists_the_registry():
     with pytest.raises(AdaptkitError, match=r"unknown architecture 'whisper'; supported: audioflamingo3, composed, glmasr, "
                                             r"granite_speech, qwen2_5_omni_thinker, qwen2_audio, qwen3_asr, qwen3_asr_hf, voxtral"):
         build_tiny("whisper")
+
+
+def test_granite_logits_are_scaled_as_the_installed_class_scales_them(speech_batch, own_forward):
+    """A text config with logits_scaling != 1: adaptkit's loss still equals the class's own (4.57's
+    Granite causal LM divides by it, transformers 5's GraniteSpeech head does not)."""
+    impl, model, tok, fe = _tiny("granite_speech")
+    for module in model.modules():
+        if hasattr(getattr(module, "config", None), "logits_scaling"):
+            module.config.logits_scaling = 4.0
+    assert model.config.text_config.logits_scaling == 4.0
+    batch = speech_batch(impl, model, tok, fe, seconds=(1.0, 1.0))
+    with torch.no_grad():
+        want = own_forward(impl, model, batch).loss
+        loss_sum, weight = SpeechLMLoss(model, impl, encoder_trains=True)(batch)
+    assert torch.allclose(loss_sum / weight, want, atol=1e-5), (float(loss_sum / weight), float(want))

@@ -33,6 +33,7 @@ class ToySpeech(PreTrainedModel):
         self.encoder = nn.Conv1d(config.mels, 32, kernel_size=4, stride=4)
         self.projector = nn.Linear(32, config.llm["hidden_size"])
         self.llm = Qwen2ForCausalLM(Qwen2Config(**config.llm))
+        self.post_init()  # what transformers asks of every PreTrainedModel (transformers 5 needs it to load)
 
     def get_input_embeddings(self):
         return self.llm.get_input_embeddings()

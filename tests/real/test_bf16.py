@@ -7,6 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.qwen_asr_stack  # the hub-shaped Qwen3-ASR fixture
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -35,6 +35,7 @@ def official_collator_ids(hub: Path, wave: np.ndarray, text: str) -> tuple[list[
     return ids, [-100] * n + ids[n:]
 
 
+@pytest.mark.qwen_asr_stack
 def test_both_forms_give_the_official_collators_ids_and_labels(hub_qwen3_asr, one_call):
     import soundfile as sf
 
@@ -63,6 +64,7 @@ def test_both_forms_give_the_official_collators_ids_and_labels(hub_qwen3_asr, on
     assert answer.count("<asr_text>") == 1 and answer.startswith("language Japanese<asr_text><|spk_0|>")
 
 
+@pytest.mark.qwen_asr_stack
 def test_both_forms_train_bit_identical_adapters(hub_qwen3_asr, one_call, real, tmp_path):
     adapters = []
     for form in ("adaptkit", "official"):
@@ -80,6 +82,7 @@ def test_both_forms_train_bit_identical_adapters(hub_qwen3_asr, one_call, real, 
      "'language' 'ja' disagrees with the text's prefix 'language English<asr_text>'"),
     ({"text": "language Japanese<asr_text><|spk_0|> はい", "language": 3}, "'language' must be a language code or name"),
 ])
+@pytest.mark.qwen_asr_stack
 def test_a_line_whose_language_and_prefix_disagree_is_one_line_naming_it(hub_qwen3_asr, one_call, real, tmp_path, line, message):
     manifest = tmp_path / "bad.jsonl"
     manifest.write_text(json.dumps({"audio": str(one_call / "call.wav"), **line}, ensure_ascii=False) + "\n", encoding="utf-8")

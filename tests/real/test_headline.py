@@ -53,6 +53,7 @@ def test_the_readme_train_line_is_the_seed_recipe():
 
 
 @pytest.mark.parametrize("name", list(RECIPES))
+@pytest.mark.qwen_asr_stack
 def test_qwen_asr_transcribe_shows_the_speaker_tags(runs, real, name):
     """The README snippet, run as written from the user's folder, prints the tagged call."""
     run = runs[name]
@@ -71,6 +72,7 @@ def test_qwen_asr_transcribe_shows_the_speaker_tags(runs, real, name):
 
 
 @pytest.mark.parametrize("name", list(RECIPES))
+@pytest.mark.qwen_asr_stack
 def test_the_tags_are_not_special_in_the_merged_tokenizer(runs, real, name):
     from transformers import AutoTokenizer
 
@@ -92,6 +94,7 @@ def evaluate(target: Path, manifest: Path, out: Path) -> dict:
     return json.loads((out / "report.json").read_text())
 
 
+@pytest.mark.qwen_asr_stack
 def test_eval_of_the_adapter_and_of_the_merged_folder_agree(runs, one_call, tmp_path):
     """Same manifest, same decoding, same cpCER; the merged folder takes its tags from its tokenizer."""
     run = runs["projector"]

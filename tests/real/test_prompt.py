@@ -8,6 +8,8 @@ import pytest
 
 from adaptkit.models import architecture
 
+pytestmark = pytest.mark.qwen_asr_stack  # the hub-shaped Qwen3-ASR fixture and qwen_asr's processor
+
 
 @pytest.mark.parametrize("context", ["", "通話の文字起こし"])
 def test_the_prompt_is_what_the_processor_makes_of_the_chat_template(hub_qwen3_asr, real, context):

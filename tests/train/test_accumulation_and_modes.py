@@ -27,6 +27,7 @@ def four_samples(calls: Path, out: Path) -> Path:
     return path
 
 
+@pytest.mark.qwen_asr_stack
 def test_grad_accum_2_x_batch_2_is_batch_4(calls, make_recipe, tmp_path):
     manifest = four_samples(calls, tmp_path)
     texts = [json.loads(x)["text"] for x in manifest.read_text(encoding="utf-8").splitlines()]
@@ -48,6 +49,7 @@ def test_grad_accum_2_x_batch_2_is_batch_4(calls, make_recipe, tmp_path):
         assert float((big[name] - acc[name]).abs().max()) <= 1e-6 * max(scale, 1.0), name
 
 
+@pytest.mark.qwen_asr_stack
 def test_a_frozen_encoder_stays_in_eval_mode_while_the_projector_inside_it_trains():
     from adaptkit.freeze import apply, train_mode
     from adaptkit.models import build_tiny
@@ -62,6 +64,7 @@ def test_a_frozen_encoder_stays_in_eval_mode_while_the_projector_inside_it_train
     assert model.thinker.model.training  # the LLM is not the encoder: its mode is left to model.train()
 
 
+@pytest.mark.qwen_asr_stack
 def test_an_encoder_that_trains_stays_in_train_mode():
     from adaptkit.freeze import apply, train_mode
     from adaptkit.models import build_tiny

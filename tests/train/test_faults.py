@@ -82,6 +82,7 @@ def test_a_crafted_pickle_in_the_checkpoint_folder_is_never_executed(make_recipe
     assert not marker.exists()
 
 
+@pytest.mark.qwen_asr_stack
 def test_a_damaged_newest_checkpoint_a_torn_metrics_line_and_stale_temporaries_do_not_block_resume(make_recipe, tmp_path, caplog):
     recipe = Recipe.load(make_recipe(train={"max_steps": 4, "save_every": 1}, data={"dev": None}))
     run(recipe)
@@ -109,6 +110,7 @@ def test_a_damaged_newest_checkpoint_a_torn_metrics_line_and_stale_temporaries_d
     assert [json.loads(x)["step"] for x in (out / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3, 4]
 
 
+@pytest.mark.qwen_asr_stack
 def test_an_update_that_blows_up_stops_with_a_finite_checkpoint_named(make_recipe):
     path = make_recipe(train={"lr": 1e10, "max_steps": 12, "save_every": 1, "clip": None}, data={"dev": None})
     line = one_line_error(CliRunner().invoke(main, ["train", str(path)]))
@@ -120,6 +122,7 @@ def test_an_update_that_blows_up_stops_with_a_finite_checkpoint_named(make_recip
     assert not (path.parent / "run" / "adapter").exists()
 
 
+@pytest.mark.qwen_asr_stack
 def test_resume_refuses_a_changed_recipe_accepts_an_allowed_change_and_leaves_a_finished_run_alone(make_recipe, tmp_path):
     path = make_recipe(train={"max_steps": 3}, data={"dev": None})
     assert CliRunner().invoke(main, ["train", str(path)]).exit_code == 0
@@ -157,6 +160,7 @@ def test_a_second_run_into_the_same_output_dir_is_refused(make_recipe, tmp_path)
     assert not (tmp_path / "run" / "metrics.jsonl").exists()
 
 
+@pytest.mark.qwen_asr_stack
 def test_a_disk_that_fills_up_mid_run_is_one_line_and_the_run_resumes(make_recipe, tmp_path):
     import shutil
     import subprocess

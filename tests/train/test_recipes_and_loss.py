@@ -29,6 +29,7 @@ def test_real_size_recipes_validate(name):
 
 
 @pytest.mark.parametrize("name", ["ja_diarization.yaml", "ja_diarization_lora.yaml"])
+@pytest.mark.qwen_asr_stack
 def test_tiny_recipes_train_on_synthetic_calls(name, tmp_path):
     recipe = Recipe.load(RECIPES / "tiny" / name, ["train.max_steps=3", "train.eval_every=0", "train.save_every=0",
                                                    f"output_dir={tmp_path / 'run'}", "data.synth.n=6"])
@@ -38,6 +39,7 @@ def test_tiny_recipes_train_on_synthetic_calls(name, tmp_path):
     assert (tmp_path / "run" / "merged" / "config.json").is_file()
 
 
+@pytest.mark.qwen_asr_stack
 def test_sparse_loss_equals_the_models_own_loss_and_weights_tags(calls):
     fam = architecture("qwen3_asr")
     model, tok = build_tiny("qwen3_asr")

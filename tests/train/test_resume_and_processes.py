@@ -15,6 +15,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+pytestmark = pytest.mark.qwen_asr_stack  # every run is the tiny qwen3_asr recipe (tests/train/conftest.py)
+
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
 KILLS = 10
 """SIGKILLs at random moments, some inside checkpoint writes (save_every 1)."""

@@ -68,6 +68,7 @@ def test_schedules_warm_up_then_decay_to_their_floor():
     assert set(lr({"schedule": "constant"})) == {1.0}
 
 
+@pytest.mark.qwen_asr_stack
 def test_a_wrong_placeholder_count_is_an_error_naming_the_sample():
     from adaptkit.data.batching import Encoded, collate
     from adaptkit.freeze import apply

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 from click.testing import CliRunner
 from safetensors.torch import load_file
@@ -11,6 +12,8 @@ from safetensors.torch import load_file
 from adaptkit.cli import main
 from adaptkit.recipe import Recipe
 from adaptkit.train import checkpoint, run
+
+pytestmark = pytest.mark.qwen_asr_stack  # every run is the tiny qwen3_asr recipe (tests/train/conftest.py)
 
 
 def test_train_writes_adapter_merged_checkpoint_and_summary(make_recipe):
