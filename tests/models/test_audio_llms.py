@@ -4,6 +4,7 @@ Granite Speech and the Qwen2.5-Omni thinker (tiny models of the real config clas
 from __future__ import annotations
 
 import pytest
+import torch
 
 from adaptkit.errors import AdaptkitError
 from adaptkit.freeze import ARCH_MAPS
