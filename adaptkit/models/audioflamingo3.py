@@ -61,4 +61,4 @@ class AudioFlamingo3(WindowedAudioLLM):
         return 2 * model.config.audio_config.max_source_positions  # 3000 frames (30 s) in the real model
 
     def tower_rows(self, model: nn.Module, chunks: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-        return model.model.audio_tower(chunks, input_features_mask=masks).last_hidden_state
+        return self.part(model, "encoder")(chunks, input_features_mask=masks).last_hidden_state

@@ -60,5 +60,5 @@ class GlmAsr(WindowedAudioLLM):
         return 2 * model.config.audio_config.max_position_embeddings  # 3000 frames (30 s) in the real model
 
     def tower_rows(self, model: nn.Module, chunks: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-        hidden = model.model.audio_tower(chunks).last_hidden_state  # no mask: the window's padding is read too
+        hidden = self.part(model, "encoder")(chunks).last_hidden_state  # no mask: the window's padding is read too
         return hidden.reshape(chunks.shape[0], -1, model.config.audio_config.intermediate_size)

@@ -3,9 +3,9 @@
 In transformers 5 these classes keep everything under `model.*`: `model.audio_tower` (the encoder),
 `model.multi_modal_projector` (`linear_1 -> act -> linear_2`: what trains), `model.language_model`
 (the decoder, a base model without a head) and `lm_head` at the top; their processors give
-`input_features` with `input_features_mask`. The generic class (transformers_audio.py) was written
-for 4.57, whose `language_model` is a causal LM: the few overrides here reach the 5.x paths, small
-enough to be folded into it later.
+`input_features` with `input_features_mask`. The generic class (transformers_audio.py) reaches
+every module through the component map, so what is here is only what these classes share beyond it:
+the refusal before transformers 5, the processor's placeholder count and windowed features.
 
 They need transformers 5: on the qwen-asr stack (4.57) every entry point refuses in one line, and
 nothing here imports a 5.x name at module level, so adaptkit imports with them registered.
@@ -21,7 +21,6 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from adaptkit.models.base import scatter_audio
 from adaptkit.models.transformers_audio import TransformersAudioLLM
 from adaptkit.stack import need_current
 
@@ -75,22 +74,10 @@ class NativeAudioLLM(TransformersAudioLLM):
         need_current(f"model.arch: {self.name}")
         return super().load(name, dtype)
 
-    # --- the 5.x module paths ---------------------------------------------------------------
-
-    def language_model(self, model: nn.Module) -> nn.Module:
-        """The decoder (a base model: its head is the top-level `lm_head`)."""
-        return model.model.language_model
-
-    def llm_hidden(self, model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                   audio_embeds: torch.Tensor | None) -> torch.Tensor:
-        embeds = scatter_audio(model.get_input_embeddings()(input_ids), input_ids, self.audio_token_id(model), audio_embeds)
-        return self.language_model(model)(inputs_embeds=embeds, attention_mask=attention_mask, use_cache=False).last_hidden_state
-
-    def text_model(self, model: nn.Module) -> nn.Module:
-        return model  # without audio inputs the class's own forward reads text alone
+    # --- the forward pass: the generic class's, through NATIVE_COMPONENTS ----------------------
 
     def project(self, model: nn.Module, states: list[torch.Tensor]) -> torch.Tensor:
-        return model.model.multi_modal_projector(torch.cat(states))
+        return self.part(model, "projector")(torch.cat(states))
 
     def processor_count(self, frames: torch.Tensor, *args: Any) -> torch.Tensor:
         """Placeholders for `frames` mel frames, by the processor's own `_get_audio_token_length`

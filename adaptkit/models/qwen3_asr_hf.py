@@ -93,5 +93,5 @@ class Qwen3ASRHF(NativeAudioLLM):
         return {"input_features": x, "input_features_mask": m}
 
     def encode_audio(self, model: nn.Module, features: torch.Tensor, mask: torch.Tensor) -> list[torch.Tensor]:
-        packed = model.model.audio_tower(**self.model_inputs(model, features, mask)).last_hidden_state
+        packed = self.part(model, "encoder")(**self.model_inputs(model, features, mask)).last_hidden_state
         return list(packed.split([self.audio_token_count(int(n), model) for n in mask.sum(dim=1).tolist()]))
