@@ -187,3 +187,35 @@ def test_a_disk_that_fills_up_mid_run_is_one_line_and_the_run_resumes(make_recip
         assert result.exit_code == 0 and "trained 6 steps" in result.output, result.output
     finally:
         subprocess.run(["umount", str(disk)], check=False)
+
+
+@pytest.fixture
+def read_only_folder(tmp_path):
+    """A folder on a read-only tmpfs: writes fail with EROFS even for root, who ignores permission bits."""
+    import shutil
+    import subprocess
+
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a read-only tmpfs needs root")
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(folder)], capture_output=True).returncode != 0:
+        pytest.skip("mounting a tmpfs is not allowed here")
+    yield folder
+    subprocess.run(["umount", str(folder)], check=False)
+
+
+@pytest.mark.qwen_asr_stack
+@pytest.mark.parametrize("where", ["run", "."])
+def test_a_read_only_output_dir_is_one_line_naming_it(make_recipe, read_only_folder, where):
+    out = read_only_folder / where
+    path = make_recipe(train={"max_steps": 1}, data={"dev": None}, output_dir=str(out))
+    line = one_line_error(CliRunner().invoke(main, ["train", str(path)]))
+    assert str(read_only_folder) in line, line
+    assert "Read-only file system" in line or "not writable" in line, line
+
+
+def test_synth_into_a_read_only_folder_is_one_line_naming_it(read_only_folder):
+    line = one_line_error(CliRunner().invoke(main, ["synth", "--lang", "en", "--n", "4", "--jobs", "1",
+                                                    "--out", str(read_only_folder / "calls")]))
+    assert str(read_only_folder / "calls") in line and "Read-only file system" in line, line
