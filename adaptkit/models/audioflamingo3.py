@@ -45,6 +45,7 @@ class AudioFlamingo3(WindowedAudioLLM):
     model_types = ("audioflamingo3",)
     model_class_name = "transformers.models.audioflamingo3.modeling_audioflamingo3.AudioFlamingo3ForConditionalGeneration"
     processor_class_name = "AudioFlamingo3Processor"
+    ties = False  # the class never ties its output layer to the embeddings
     audio_token = "<sound>"
     tiny_tokens = ("<sound>",)
     tiny_chat_template = AF3_TEMPLATE

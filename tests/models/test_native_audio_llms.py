@@ -15,7 +15,8 @@ from adaptkit.models import architecture, build_tiny
 pytestmark = pytest.mark.current_stack
 
 ARCHS = ["qwen3_asr_hf", "audioflamingo3", "glmasr"]
-TIES = [("qwen3_asr_hf", True), ("glmasr", True)] + [(a, False) for a in ARCHS]  # AudioFlamingo3 never ties
+TIES = [(a, t) for a in ARCHS for t in (False, True) if architecture(a).ties or not t]
+"""(architecture, tied) pairs the classes build: AudioFlamingo3 never ties."""
 
 
 def _tiny(name, tied=False):
@@ -77,5 +78,7 @@ def test_projector_and_token_rows_train_rest_frozen(arch, tied, adapter_check):
 
 
 def test_audioflamingo3_refuses_tied_weights_in_one_line():
-    with pytest.raises(AdaptkitError, match=r"^audioflamingo3: asked for tied=True, the built weights say tied=False$"):
+    assert not architecture("audioflamingo3").ties and architecture("qwen3_asr_hf").ties and architecture("glmasr").ties
+    with pytest.raises(AdaptkitError, match=r"^audioflamingo3: tied=True, but transformers \S+'s \S+AudioFlamingo3ForConditionalGeneration "
+                                            r"declares no tied weights; build it untied$"):
         build_tiny("audioflamingo3", tied=True)
