@@ -195,12 +195,49 @@ def _write_qwen_asr(src: Path, out: Path, tied: bool) -> None:
     for name in QWEN_ASR_FILES[1:]:
         if name in record:
             (out / name).write_text(record[name], encoding="utf-8")
+    if "tokenizer_config.json" in record:
+        _add_new_tokens(out / "tokenizer_config.json", _native_added_tokens(src))
     if "tokenizer_config.json" not in record and (src / "tokenizer_config.json").is_file():
         write_json(out / "tokenizer_config.json", layout.qwen_asr_tokenizer_config(read_json(src / "tokenizer_config.json")))
     if "preprocessor_config.json" not in record:
         write_json(out / "preprocessor_config.json", layout.whisper_feature_extractor(_native_feature_extractor(src)))
     if not any(name in record for name in ("chat_template.json", "chat_template.jinja")):
         (out / "chat_template.jinja").write_text(layout.QWEN_ASR_CHAT_TEMPLATE, encoding="utf-8")
+
+
+TOKEN_FLAGS = ("content", "lstrip", "normalized", "rstrip", "single_word", "special")
+"""The fields of an `added_tokens_decoder` entry (tokenizer.json's `added_tokens` add the id)."""
+
+
+def _native_added_tokens(src: Path) -> dict[str, dict]:
+    """The native folder's added tokens, id -> entry: its tokenizer config's `added_tokens_decoder`
+    and tokenizer.json's `added_tokens` (where transformers 5 writes them, its config has none)."""
+    added: dict[str, dict] = {}
+    if (src / "tokenizer.json").is_file():
+        for token in read_json(src / "tokenizer.json").get("added_tokens") or []:
+            if isinstance(token, dict) and "id" in token:
+                added[str(token["id"])] = {k: token[k] for k in TOKEN_FLAGS if k in token}
+    if (src / "tokenizer_config.json").is_file():
+        added.update(read_json(src / "tokenizer_config.json").get("added_tokens_decoder") or {})
+    return added
+
+
+def _add_new_tokens(restored: Path, native: dict[str, dict]) -> None:
+    """The recorded tokenizer config with the native folder's added tokens it lacks (added after the
+    conversion, by fine-tuning), their flags as they are; every recorded entry stays. Untouched
+    (byte for byte) when nothing was added."""
+    config = read_json(restored)
+    recorded = config.get("added_tokens_decoder") or {}
+    new = {i: t for i, t in native.items() if i not in recorded}
+    if not new:
+        return
+    known = {t.get("content") for t in recorded.values() if isinstance(t, dict)}
+    clash = [t.get("content") for t in new.values() if isinstance(t, dict) and t.get("content") in known]
+    if clash:
+        raise AdaptkitError(f"{restored.name}: added_tokens_decoder: {clash[0]} has another id in the native tokenizer "
+                            "than in the recorded original; the record does not belong to this folder")
+    config["added_tokens_decoder"] = {**recorded, **dict(sorted(new.items(), key=lambda item: int(item[0])))}
+    restored.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def _native_feature_extractor(src: Path) -> dict:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 
 # One intra-op thread, here and in the CLI subprocesses the tests start: the tiny models' ops are
@@ -133,6 +134,38 @@ def _adapter_check(arch, model, tokenizer, feature_extractor, tied: bool) -> Non
 def adapter_check():
     """`adapter_check(arch, model, tokenizer, feature_extractor, tied)`: only projector and token rows train."""
     return _adapter_check
+
+
+def _fixture_script(name: str):
+    """tests/fixtures/`name`.py (a golden fixture's maker) as a module: its reference run, its inputs."""
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parent / "fixtures" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _raw_tensors(path: Path) -> dict[str, tuple[torch.dtype, bytes]]:
+    """Every tensor of a safetensors file as (dtype, raw bytes)."""
+    from safetensors import safe_open
+
+    out = {}
+    with safe_open(path, framework="pt") as f:
+        for key in f.keys():
+            t = f.get_tensor(key).contiguous()
+            out[key] = (t.dtype, t.view(-1).view(torch.uint8).numpy().tobytes())
+    return out
+
+
+@pytest.fixture(scope="session")
+def fixture_script():
+    """`fixture_script(name)` -> tests/fixtures/`name`.py as a module."""
+    return _fixture_script
+
+
+@pytest.fixture(scope="session")
+def raw_tensors():
+    """`raw_tensors(path)` -> every tensor of a safetensors file as (dtype, raw bytes)."""
+    return _raw_tensors
 
 
 @pytest.fixture(scope="session")

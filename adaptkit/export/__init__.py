@@ -110,7 +110,8 @@ def export(adapter: str | Path, out: str | Path, to: str, summary: str | Path | 
     out = Path(out)
     if to == "peft":
         return Exported(out, to, _to_peft(task_model, config, out))
-    save_merged(task_model.loaded.model, out, *task_model.loaded.save_pretrained_objects())
+    loaded = task_model.loaded
+    save_merged(loaded.model, out, *loaded.save_pretrained_objects(), carry=loaded.carried_files())
     notes = ["loads with the class's own from_pretrained; the new tokens are not special, so skip_special_tokens=True keeps them"]
     if to == "hub-folder":
         from adaptkit.export.card import model_card

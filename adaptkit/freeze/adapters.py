@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -142,11 +144,12 @@ def merge(model: nn.Module) -> nn.Module:
     return model
 
 
-def save_merged(model: nn.Module, out_dir: str | Path, *extras) -> Path:
+def save_merged(model: nn.Module, out_dir: str | Path, *extras, carry: Iterable[str | Path] = ()) -> Path:
     """Merge in place and write a checkpoint that loads with the class's own `from_pretrained`.
 
     `extras` are a tokenizer, feature extractor or processor (anything with `save_pretrained`):
     the tokenizer holds the new tokens, so the checkpoint loads directly, with no adapter step.
+    `carry`: files copied in as they are (the base folder's records, `Loaded.carried_files()`).
     """
     merge(model)
     with atomic_dir(out_dir) as tmp:
@@ -154,4 +157,6 @@ def save_merged(model: nn.Module, out_dir: str | Path, *extras) -> Path:
         for extra in extras:
             if extra is not None:
                 extra.save_pretrained(tmp)
+        for path in carry:
+            shutil.copy2(path, Path(tmp) / Path(path).name)
     return Path(out_dir)

@@ -106,6 +106,8 @@ class Loaded:
     feature_extractor: object | None
     processor: object | None = None
     """The checkpoint's processor, when it has one (saved with a merged checkpoint)."""
+    source: Path | None = None
+    """The local checkpoint folder the model was loaded from (None: a hub id, a tiny or composed model)."""
 
     @property
     def architecture(self) -> Architecture:
@@ -117,6 +119,13 @@ class Loaded:
         if self.processor is not None:
             return [self.processor]
         return [x for x in (self.tokenizer, self.feature_extractor) if x is not None]
+
+    def carried_files(self) -> list[Path]:
+        """The base folder's files a merged checkpoint carries as they are (the architecture's
+        `carried_files` that the folder has)."""
+        if self.source is None:
+            return []
+        return [self.source / name for name in self.architecture.carried_files if (self.source / name).is_file()]
 
 
 def load(section) -> Loaded:
@@ -138,7 +147,8 @@ def load(section) -> Loaded:
         return Loaded(arch, model, tokenizer, fe)
     with loading("name", section.name):
         model, tokenizer, fe, processor = architecture(arch).load(section.name, dtype)
-    return Loaded(arch, model, tokenizer, fe, processor)
+    source = Path(section.name).expanduser()
+    return Loaded(arch, model, tokenizer, fe, processor, source if source.is_dir() else None)
 
 
 @contextmanager

@@ -37,6 +37,9 @@ class Architecture(ABC):
     `module.Class` where two classes share a bare name (see adaptkit.freeze.components.ARCH_MAPS)."""
     ties: ClassVar[bool] = True
     """Whether the installed model class can tie its output layer to the input embeddings (`tied=True`)."""
+    carried_files: ClassVar[tuple[str, ...]] = ()
+    """Files of the base checkpoint folder a merged checkpoint carries over as they are (when the base
+    folder has them): records its own `save_pretrained` does not write, such as a layout record."""
 
     # --- building and loading ---------------------------------------------------------------
 

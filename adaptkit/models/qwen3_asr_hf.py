@@ -55,6 +55,9 @@ class Qwen3ASRHF(NativeAudioLLM):
     tiny_chat_template = QWEN3_ASR_TEMPLATE
     named_tokens = {"audio_token": "<|audio_pad|>", "audio_bos_token": "<|audio_start|>", "audio_eos_token": "<|audio_end|>"}
     """The tokenizer attributes Qwen3ASRProcessor reads."""
+    carried_files = ("qwen_asr_layout.json",)
+    """`adaptkit convert`'s record of the qwen_asr original (adaptkit.convert.RECORD): with it a
+    merged checkpoint converts back to qwen_asr's layout (the merged config's values win there)."""
 
     def tiny_tokenizer(self, **parts: Any):
         tok = super().tiny_tokenizer(**parts)

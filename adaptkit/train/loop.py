@@ -643,7 +643,8 @@ class _Trainer:
                 raise RuntimeError(f"frozen weights moved during training: {', '.join(changed[:3])}")
             self._write_adapter(out / "adapter")
             if self.t.merged:
-                self._io(out / "merged", lambda: save_merged(p.model, out / "merged", *p.loaded.save_pretrained_objects()))
+                self._io(out / "merged", lambda: save_merged(p.model, out / "merged", *p.loaded.save_pretrained_objects(),
+                                                             carry=p.loaded.carried_files()))
         acc.wait_for_everyone()
         last_dev = self._dev_loss() if p.dev_loader is not None else self.last_dev  # on the merged weights where merged
         summary = Summary(steps=self.pos.step, seconds=round(seconds, 3), trainable_parameters=p.report.trainable_total,

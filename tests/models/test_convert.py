@@ -7,7 +7,6 @@ the qwen-asr stack), whose logits a qwen-asr-stack test re-derives from qwen_asr
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -16,7 +15,6 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from adaptkit.cli import main
@@ -29,22 +27,10 @@ GOLDEN = FIXTURE / "qwen3_asr_golden"
 TOLERANCE = 1e-5
 
 
-def _script():
-    """tests/fixtures/make_qwen3_asr_golden.py as a module (the reference run and the fixed input)."""
-    spec = importlib.util.spec_from_file_location("make_qwen3_asr_golden", FIXTURE / "make_qwen3_asr_golden.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def _raw_tensors(path: Path) -> dict[str, tuple[torch.dtype, bytes]]:
-    """Every tensor of a safetensors file as (dtype, raw bytes)."""
-    out = {}
-    with safe_open(path, framework="pt") as f:
-        for key in f.keys():
-            t = f.get_tensor(key).contiguous()
-            out[key] = (t.dtype, t.view(-1).view(torch.uint8).numpy().tobytes())
-    return out
+@pytest.fixture(scope="module")
+def script(fixture_script):
+    """tests/fixtures/make_qwen3_asr_golden.py as a module."""
+    return fixture_script("make_qwen3_asr_golden")
 
 
 def _max_diff(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> float:
@@ -56,11 +42,11 @@ def _max_diff(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> float:
 
 
 @pytest.mark.qwen_asr_stack
-def test_the_committed_golden_tensors_are_what_qwen_asr_computes():
+def test_the_committed_golden_tensors_are_what_qwen_asr_computes(script):
     """inputs.safetensors re-derived from the committed checkpoint by qwen_asr's own processor and
     classes: the golden numbers the current-stack tests compare against are verified, not copied."""
     committed = load_file(GOLDEN / "inputs.safetensors")
-    fresh = _script().reference(GOLDEN / "model")
+    fresh = script.reference(GOLDEN / "model")
     assert sorted(fresh) == sorted(committed)
     for key, value in committed.items():
         assert value.shape == fresh[key].shape and value.dtype == fresh[key].dtype, key
@@ -99,11 +85,10 @@ def hub_round_trip(tmp_path_factory):
 
 
 @pytest.mark.qwen_asr_stack
-def test_hub_checkpoint_round_trip_gives_the_same_logits_through_qwen_asr(hub_round_trip):
+def test_hub_checkpoint_round_trip_gives_the_same_logits_through_qwen_asr(hub_round_trip, script):
     from transformers import AutoTokenizer
 
     original, _, back, _ = hub_round_trip
-    script = _script()
     batch = script.inputs(AutoTokenizer.from_pretrained(original))
     before, after = script.qwen_asr_logits(original, batch), script.qwen_asr_logits(back, batch)
     diff = _max_diff(before, after, batch["attention_mask"])
@@ -112,12 +97,12 @@ def test_hub_checkpoint_round_trip_gives_the_same_logits_through_qwen_asr(hub_ro
 
 
 @pytest.mark.qwen_asr_stack
-def test_hub_checkpoint_round_trip_is_byte_identical_and_transcribes(hub_round_trip):
+def test_hub_checkpoint_round_trip_is_byte_identical_and_transcribes(hub_round_trip, raw_tensors):
     from qwen_asr import Qwen3ASRModel
 
     original, native, back, (first, second) = hub_round_trip
     assert (first.source_layout, first.target_layout, second.target_layout) == ("qwen_asr", "native", "qwen_asr")
-    assert _raw_tensors(back / "model.safetensors") == _raw_tensors(original / "model.safetensors")
+    assert raw_tensors(back / "model.safetensors") == raw_tensors(original / "model.safetensors")
     for name in ("config.json", "preprocessor_config.json", "chat_template.jinja", "tokenizer_config.json", "tokenizer.json"):
         assert (back / name).read_bytes() == (original / name).read_bytes(), name
     assert not (back / RECORD).exists() and (native / RECORD).is_file()
@@ -128,20 +113,19 @@ def test_hub_checkpoint_round_trip_is_byte_identical_and_transcribes(hub_round_t
 
 
 @pytest.mark.qwen_asr_stack
-def test_a_tied_lm_head_stays_tied_both_ways(tmp_path):
+def test_a_tied_lm_head_stays_tied_both_ways(tmp_path, script, raw_tensors):
     from adaptkit.models import qwen3_asr
 
-    script = _script()
     original = script.build(tmp_path / "tied", tied=True)
     convert(original, tmp_path / "native")
     convert(tmp_path / "native", tmp_path / "back")
-    assert "lm_head.weight" not in _raw_tensors(tmp_path / "native" / "model.safetensors")
+    assert "lm_head.weight" not in raw_tensors(tmp_path / "native" / "model.safetensors")
     native = json.loads((tmp_path / "native" / "config.json").read_text())
     assert native["tie_word_embeddings"] is True and native["text_config"]["tie_word_embeddings"] is True
     _, model_cls, _ = qwen3_asr._classes()
     thinker = model_cls.from_pretrained(tmp_path / "back").thinker
     assert thinker.lm_head.weight.data_ptr() == thinker.model.embed_tokens.weight.data_ptr()
-    assert _raw_tensors(tmp_path / "back" / "model.safetensors") == _raw_tensors(original / "model.safetensors")
+    assert raw_tensors(tmp_path / "back" / "model.safetensors") == raw_tensors(original / "model.safetensors")
 
 
 @pytest.mark.qwen_asr_stack
@@ -216,14 +200,14 @@ def test_audio_shorter_than_one_chunk_is_where_the_two_implementations_part(gold
 
 
 @pytest.mark.current_stack
-def test_a_wave_through_the_native_processor_and_class_gives_qwen_asr_s_inputs_and_logits(golden_native):
+def test_a_wave_through_the_native_processor_and_class_gives_qwen_asr_s_inputs_and_logits(golden_native, script):
     """The whole native path (processor, prompt, features, placeholders, model) on the wave qwen_asr's
     own processor and thinker turned into the committed wave_* tensors."""
     from transformers import AutoProcessor, Qwen3ASRForConditionalGeneration
 
     golden = load_file(GOLDEN / "inputs.safetensors")
     processor = AutoProcessor.from_pretrained(golden_native)
-    inputs = processor.apply_transcription_request(_script().wave(), language="en", prompt="hello")
+    inputs = processor.apply_transcription_request(script.wave(), language="en", prompt="hello")
     assert torch.equal(inputs["input_ids"], golden["wave_input_ids"])
     assert torch.equal(inputs["attention_mask"], golden["wave_attention_mask"])
     frames = int(golden["wave_feature_attention_mask"].sum())
@@ -275,10 +259,10 @@ def test_a_tied_checkpoint_loads_tied_in_the_native_class(tmp_path):
 
 
 @pytest.mark.current_stack
-def test_native_back_to_qwen_asr_is_byte_identical(golden_native, tmp_path):
+def test_native_back_to_qwen_asr_is_byte_identical(golden_native, tmp_path, raw_tensors):
     convert(golden_native, tmp_path / "back")
-    assert _raw_tensors(tmp_path / "back" / "model.safetensors") == _raw_tensors(GOLDEN / "model" / "model.safetensors")
-    assert {dtype for dtype, _ in _raw_tensors(tmp_path / "back" / "model.safetensors").values()} == {torch.bfloat16}
+    assert raw_tensors(tmp_path / "back" / "model.safetensors") == raw_tensors(GOLDEN / "model" / "model.safetensors")
+    assert {dtype for dtype, _ in raw_tensors(tmp_path / "back" / "model.safetensors").values()} == {torch.bfloat16}
     for name in ("config.json", "preprocessor_config.json", "chat_template.jinja", "tokenizer_config.json"):
         assert (tmp_path / "back" / name).read_bytes() == (GOLDEN / "model" / name).read_bytes(), name
 
@@ -286,8 +270,8 @@ def test_native_back_to_qwen_asr_is_byte_identical(golden_native, tmp_path):
 # ---- either stack: the file-level rules ----
 
 
-def test_the_weight_names_map_both_ways():
-    keys = list(_raw_tensors(GOLDEN / "model" / "model.safetensors"))
+def test_the_weight_names_map_both_ways(raw_tensors):
+    keys = list(raw_tensors(GOLDEN / "model" / "model.safetensors"))
     native = [layout.rename(k, layout.TO_NATIVE, "x") for k in keys]
     assert "model.multi_modal_projector.linear_2.bias" in native and "lm_head.weight" in native
     assert "model.language_model.layers.0.self_attn.q_proj.weight" in native
@@ -295,7 +279,7 @@ def test_the_weight_names_map_both_ways():
     assert [layout.rename(k, layout.TO_QWEN_ASR, "x") for k in native] == keys
 
 
-def test_sharded_weights_are_converted_shard_by_shard(tmp_path):
+def test_sharded_weights_are_converted_shard_by_shard(tmp_path, raw_tensors):
     src = tmp_path / "sharded"
     shutil.copytree(GOLDEN / "model", src)
     tensors = load_file(src / "model.safetensors")
@@ -310,10 +294,10 @@ def test_sharded_weights_are_converted_shard_by_shard(tmp_path):
     native_index = json.loads((tmp_path / "native" / "model.safetensors.index.json").read_text())
     assert native_index["metadata"] == {"total_size": 1} and "lm_head.weight" in native_index["weight_map"]
     for file in shards:
-        assert set(_raw_tensors(tmp_path / "native" / file)) == {k for k, f in native_index["weight_map"].items() if f == file}
+        assert set(raw_tensors(tmp_path / "native" / file)) == {k for k, f in native_index["weight_map"].items() if f == file}
     convert(tmp_path / "native", tmp_path / "back")
     for file in shards:
-        assert _raw_tensors(tmp_path / "back" / file) == _raw_tensors(src / file)
+        assert raw_tensors(tmp_path / "back" / file) == raw_tensors(src / file)
 
 
 def test_without_the_record_the_published_mrope_is_restored_or_refused():
