@@ -39,3 +39,17 @@ def test_each_stack_check_refuses_in_one_line_where_its_stack_is_missing():
         with pytest.raises(AdaptkitError) as err:
             check("model.tiny: x")
         assert str(err.value).startswith("model.tiny: x needs") and hint in str(err.value) and "\n" not in str(err.value)
+
+
+def test_every_architecture_that_needs_a_stack_refuses_in_one_line_without_it():
+    from adaptkit.models import ARCHITECTURES, build_tiny
+
+    present = {"qwen-asr": has_qwen_asr(), "current": CURRENT}
+    for name, arch in sorted(ARCHITECTURES.items()):
+        assert arch.stack in (None, *present), (name, arch.stack)
+        if arch.stack is None or present[arch.stack]:
+            continue
+        with pytest.raises(AdaptkitError) as err:
+            build_tiny(name)
+        message = str(err.value)
+        assert "\n" not in message and (f"--stack {arch.stack}" in message or "adaptkit[qwen3-asr]" in message), message

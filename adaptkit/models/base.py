@@ -35,6 +35,9 @@ class Architecture(ABC):
     model_class_name: ClassVar[str | None] = None
     """Class name the component map is registered under: `type(model).__name__`, or the module-qualified
     `module.Class` where two classes share a bare name (see adaptkit.freeze.components.ARCH_MAPS)."""
+    stack: ClassVar[str | None] = None
+    """The one software stack the architecture needs (`qwen-asr` or `current`, see adaptkit.stack);
+    None: it runs on both."""
     ties: ClassVar[bool] = True
     """Whether the installed model class can tie its output layer to the input embeddings (`tied=True`)."""
     carried_files: ClassVar[tuple[str, ...]] = ()

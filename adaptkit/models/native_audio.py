@@ -35,6 +35,7 @@ class NativeAudioLLM(TransformersAudioLLM):
     """A speech LLM transformers 5 ships natively (see the module docstring)."""
 
     components = NATIVE_COMPONENTS
+    stack = "current"
     model_class_name: ClassVar[str]
     """The module-qualified class name: Qwen3-ASR's native class shares its bare name with qwen_asr's."""
     processor_class_name: ClassVar[str]

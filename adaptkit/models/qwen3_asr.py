@@ -92,6 +92,7 @@ class Qwen3ASR(Architecture):
 
     name = "qwen3_asr"
     model_types = ("qwen3_asr",)
+    stack = "qwen-asr"
     # module-qualified: transformers 5 ships a class of the same bare name in another layout (qwen3_asr_hf)
     model_class_name = "qwen_asr.core.transformers_backend.modeling_qwen3_asr.Qwen3ASRForConditionalGeneration"
     components = {

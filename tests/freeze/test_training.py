@@ -37,9 +37,10 @@ def effective_rows(model) -> dict[str, torch.Tensor]:
     return out
 
 
-ARCH_TIED = [pytest.param(a, t, id=f"{a}-{'tied' if t else 'untied'}", marks=[pytest.mark.qwen_asr_stack] if a == "qwen3_asr" else [])
+STACK_MARKS = {None: [], "qwen-asr": [pytest.mark.qwen_asr_stack], "current": [pytest.mark.current_stack]}
+ARCH_TIED = [pytest.param(a, t, id=f"{a}-{'tied' if t else 'untied'}", marks=STACK_MARKS[architecture(a).stack])
              for a in sorted(ARCHITECTURES) for t in (False, True) if architecture(a).ties or not t]
-"""(architecture, tied) pairs the installed classes build; Qwen3-ASR's only on the qwen-asr stack."""
+"""(architecture, tied) pairs the installed classes build, each marked for the stack its architecture needs."""
 STD = 0.02  # the usual init: logits stay small, so float32 merging rounds well under 1e-5
 
 
