@@ -7,6 +7,31 @@ from pathlib import Path
 import pytest
 import yaml
 
+from adaptkit.stack import has_qwen_asr
+
+STACK_QWEN3 = "qwen3_asr" if has_qwen_asr() else "qwen3_asr_hf"
+"""This stack's tiny Qwen3-ASR: qwen_asr's class (`thinker.*` layout) where qwen_asr is installed,
+else transformers 5's native Qwen3ASRForConditionalGeneration (`model.*` layout)."""
+
+
+@pytest.fixture(scope="session")
+def stack_qwen3() -> str:
+    """The architecture name of this stack's tiny Qwen3-ASR (STACK_QWEN3)."""
+    return STACK_QWEN3
+
+
+@pytest.fixture(scope="session")
+def qwen3_layout():
+    """The freezing DSL's component map of this stack's tiny Qwen3-ASR: where its encoder, projector,
+    LLM, embeddings and lm_head sit, and the projector's parameter names (as saved, from the root)."""
+    from adaptkit.freeze.components import component_map
+    from adaptkit.models import build_tiny
+
+    model, _ = build_tiny(STACK_QWEN3)
+    cmap = component_map(model)
+    projector = [f"{p}.{n}" for p in cmap.paths("projector") for n, _ in model.get_submodule(p).named_parameters()]
+    return cmap, projector
+
 
 @pytest.fixture
 def make_recipe(calls, tmp_path):
@@ -14,7 +39,7 @@ def make_recipe(calls, tmp_path):
 
     def make(**sections) -> Path:
         recipe = {
-            "model": {"tiny": "qwen3_asr"},
+            "model": {"tiny": STACK_QWEN3},
             "tokens": {"tokens": ["<|spk_0|>", "<|spk_1|>"]},
             "freeze": {"train": ["projector", {"tokens": "added"}]},
             "data": {"train": str(calls / "train" / "speaker_asr.jsonl"), "dev": str(calls / "test_id" / "speaker_asr.jsonl")},

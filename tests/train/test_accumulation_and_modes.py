@@ -27,7 +27,6 @@ def four_samples(calls: Path, out: Path) -> Path:
     return path
 
 
-@pytest.mark.qwen_asr_stack
 def test_grad_accum_2_x_batch_2_is_batch_4(calls, make_recipe, tmp_path):
     manifest = four_samples(calls, tmp_path)
     texts = [json.loads(x)["text"] for x in manifest.read_text(encoding="utf-8").splitlines()]
@@ -49,30 +48,36 @@ def test_grad_accum_2_x_batch_2_is_batch_4(calls, make_recipe, tmp_path):
         assert float((big[name] - acc[name]).abs().max()) <= 1e-6 * max(scale, 1.0), name
 
 
-@pytest.mark.qwen_asr_stack
-def test_a_frozen_encoder_stays_in_eval_mode_while_the_projector_inside_it_trains():
+def _modules_of(model, cmap, component: str) -> dict:
+    """Module name -> module of every module under `component`'s paths (the paths themselves included)."""
+    return {n: m for n, m in model.named_modules() if any(n == p or n.startswith(p + ".") for p in cmap.paths(component))}
+
+
+def test_a_frozen_encoder_stays_in_eval_mode_while_the_projector_trains(stack_qwen3):
+    """qwen3_asr: the projector (proj1/proj2) sits inside the encoder; qwen3_asr_hf: beside it."""
     from adaptkit.freeze import apply, train_mode
     from adaptkit.models import build_tiny
 
-    model, tok = build_tiny("qwen3_asr")
+    model, tok = build_tiny(stack_qwen3)
     model, _ = apply(model, {"train": ["projector"]}, tokenizer=tok)
     train_mode(model)
-    tower = model.thinker.audio_tower
-    assert tower.proj1.training and tower.proj2.training
-    frozen = [n for n, m in tower.named_modules() if not n.startswith(("proj1", "proj2"))]
-    assert frozen and all(not tower.get_submodule(n).training for n in frozen if n) and not tower.training
-    assert model.thinker.model.training  # the LLM is not the encoder: its mode is left to model.train()
+    cmap = model.adaptkit.cmap
+    projector = _modules_of(model, cmap, "projector")
+    assert projector and all(m.training for m in projector.values())
+    frozen = {n: m for n, m in _modules_of(model, cmap, "encoder").items() if n not in projector}
+    assert len(frozen) > 3 and not any(m.training for m in frozen.values()), [n for n, m in frozen.items() if m.training]
+    assert model.get_submodule(cmap.llm).training  # the LLM is not the encoder: its mode is left to model.train()
 
 
-@pytest.mark.qwen_asr_stack
-def test_an_encoder_that_trains_stays_in_train_mode():
+def test_an_encoder_that_trains_stays_in_train_mode(stack_qwen3):
     from adaptkit.freeze import apply, train_mode
     from adaptkit.models import build_tiny
 
-    model, tok = build_tiny("qwen3_asr")
+    model, tok = build_tiny(stack_qwen3)
     model, _ = apply(model, {"train": ["projector", "encoder.layers.0"]}, tokenizer=tok)
     train_mode(model)
-    assert model.thinker.audio_tower.training and model.thinker.audio_tower.layers[0].training
+    encoder = model.get_submodule(model.adaptkit.cmap.encoder)
+    assert encoder.training and encoder.layers[0].training
 
 
 @pytest.mark.parametrize("written", ["no", "false", "'no'"])

@@ -43,7 +43,6 @@ def bad_cases(calls, tmp_path):
 
 
 @pytest.mark.parametrize("case", ["missing audio", "unreadable audio", "empty text", "unknown speaker tag", "not json", "missing key"])
-@pytest.mark.qwen_asr_stack
 def test_a_bad_manifest_line_names_file_and_line(calls, tmp_path, make_recipe, case):
     bad, expected = bad_cases(calls, tmp_path)[case]
     manifest = write_manifest(tmp_path / "m.jsonl", good_rows(calls, 2) + [bad])
@@ -68,7 +67,6 @@ def test_bad_recipe_values_name_the_key(make_recipe, override, expected):
     assert "recipe.yaml: " in result.stderr
 
 
-@pytest.mark.qwen_asr_stack
 def test_skip_mode_drops_bad_samples_and_reports_which(calls, tmp_path, make_recipe):
     cases = bad_cases(calls, tmp_path)
     manifest = write_manifest(tmp_path / "m.jsonl", good_rows(calls, 4) + [cases["empty text"][0], cases["not json"][0]])
@@ -79,7 +77,6 @@ def test_skip_mode_drops_bad_samples_and_reports_which(calls, tmp_path, make_rec
     assert json.loads((recipe.output_dir / "summary.json").read_text())["skipped"] == summary.skipped
 
 
-@pytest.mark.qwen_asr_stack
 def test_audio_at_another_rate_is_resampled_and_noted_once(calls, tmp_path, make_recipe, caplog):
     import adaptkit.data.audio as audio
 

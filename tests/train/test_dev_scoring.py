@@ -28,7 +28,6 @@ def _rows(out) -> list[dict]:
     return [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
 
 
-@pytest.mark.qwen_asr_stack
 def test_dev_scores_and_best_adapter(make_recipe, short_dev, calls, tmp_path):
     train = {"eval_every": 1, "eval_samples": 2, "save_every": 0, "max_steps": 3, "merged": False}
     data = {"dev": str(short_dev)}
@@ -57,7 +56,6 @@ def test_dev_scores_and_best_adapter(make_recipe, short_dev, calls, tmp_path):
     assert (best == (out / "adapter" / "adapter.safetensors").read_bytes()) == (best_step == 3)
 
 
-@pytest.mark.qwen_asr_stack
 def test_early_stopping_after_patience(make_recipe, short_dev):
     # lr so small that greedy outputs cannot change: the second evaluation cannot improve on the first
     recipe = Recipe.load(make_recipe(train={"eval_every": 1, "eval_samples": 2, "save_every": 0, "max_steps": 6, "lr": 1e-9,

@@ -82,7 +82,6 @@ def test_a_crafted_pickle_in_the_checkpoint_folder_is_never_executed(make_recipe
     assert not marker.exists()
 
 
-@pytest.mark.qwen_asr_stack
 def test_a_damaged_newest_checkpoint_a_torn_metrics_line_and_stale_temporaries_do_not_block_resume(make_recipe, tmp_path, caplog):
     recipe = Recipe.load(make_recipe(train={"max_steps": 4, "save_every": 1}, data={"dev": None}))
     run(recipe)
@@ -110,11 +109,12 @@ def test_a_damaged_newest_checkpoint_a_torn_metrics_line_and_stale_temporaries_d
     assert [json.loads(x)["step"] for x in (out / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3, 4]
 
 
-@pytest.mark.qwen_asr_stack
 def test_an_update_that_blows_up_stops_with_a_finite_checkpoint_named(make_recipe):
     path = make_recipe(train={"lr": 1e10, "max_steps": 12, "save_every": 1, "clip": None}, data={"dev": None})
     line = one_line_error(CliRunner().invoke(main, ["train", str(path)]))
-    assert "training stopped, last good checkpoint: " in line and ("loss is nan" in line or "non-finite" in line), line
+    # whichever of the three guards fires first: the loss, a gradient (before the update), a weight (after it)
+    guards = ("loss is nan", "is not finite (loss ", "non-finite (train.lr ")
+    assert "training stopped, last good checkpoint: " in line and any(g in line for g in guards), line
     named = Path(line.rsplit("last good checkpoint: ", 1)[1])
     state = checkpoint.load(named)
     tensors = list(state["adapter"].values()) + [v for s in state["optimizer"]["state"].values() for v in s.values()]
@@ -122,7 +122,6 @@ def test_an_update_that_blows_up_stops_with_a_finite_checkpoint_named(make_recip
     assert not (path.parent / "run" / "adapter").exists()
 
 
-@pytest.mark.qwen_asr_stack
 def test_resume_refuses_a_changed_recipe_accepts_an_allowed_change_and_leaves_a_finished_run_alone(make_recipe, tmp_path):
     path = make_recipe(train={"max_steps": 3}, data={"dev": None})
     assert CliRunner().invoke(main, ["train", str(path)]).exit_code == 0
@@ -160,7 +159,12 @@ def test_a_second_run_into_the_same_output_dir_is_refused(make_recipe, tmp_path)
     assert not (tmp_path / "run" / "metrics.jsonl").exists()
 
 
-@pytest.mark.qwen_asr_stack
+def _allocated(folder: Path, skip: tuple[str, ...]) -> int:
+    """Bytes the files under `folder` take on its disk (whole blocks), leaving out the top folders `skip`."""
+    files = [f for f in folder.rglob("*") if f.is_file() and f.relative_to(folder).parts[0] not in skip]
+    return sum(f.stat().st_blocks * 512 for f in files)
+
+
 def test_a_disk_that_fills_up_mid_run_is_one_line_and_the_run_resumes(make_recipe, tmp_path):
     import shutil
     import subprocess
@@ -170,6 +174,7 @@ def test_a_disk_that_fills_up_mid_run_is_one_line_and_the_run_resumes(make_recip
     probe = Recipe.load(make_recipe(train={"max_steps": 1}, data={"dev": None}, output_dir=str(tmp_path / "probe")))
     run(probe)
     size = checkpoint.latest(probe.output_dir / "checkpoints").stat().st_size
+    others = _allocated(probe.output_dir, skip=("checkpoints", "adapter", "merged"))  # lock, metrics, tensorboard
     disk = tmp_path / "disk"
     disk.mkdir()
     if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(disk)], capture_output=True).returncode != 0:
@@ -178,7 +183,7 @@ def test_a_disk_that_fills_up_mid_run_is_one_line_and_the_run_resumes(make_recip
         path = make_recipe(train={"max_steps": 6, "save_every": 1, "merged": False}, data={"dev": None}, output_dir=str(disk / "run"))
         filler = disk / "filler"
         with filler.open("wb") as f:  # leave room for the data files and one checkpoint, not two
-            f.write(b"\0" * (shutil.disk_usage(disk).free - int(1.5 * size) - (1 << 18)))
+            f.write(b"\0" * (shutil.disk_usage(disk).free - int(1.5 * size) - others - (1 << 13)))
         line = one_line_error(CliRunner().invoke(main, ["train", str(path)]))
         assert "No space left on device" in line and str(disk) in line, line
         assert not list((disk / "run" / "checkpoints").glob(".step.*"))

@@ -15,7 +15,6 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-pytestmark = pytest.mark.qwen_asr_stack  # every run is the tiny qwen3_asr recipe (tests/train/conftest.py)
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
 KILLS = 10

@@ -68,20 +68,18 @@ def test_schedules_warm_up_then_decay_to_their_floor():
     assert set(lr({"schedule": "constant"})) == {1.0}
 
 
-@pytest.mark.qwen_asr_stack
-def test_a_wrong_placeholder_count_is_an_error_naming_the_sample():
+def test_a_wrong_placeholder_count_is_an_error_naming_the_sample(stack_qwen3):
     from adaptkit.data.batching import Encoded, collate
     from adaptkit.freeze import apply
     from adaptkit.models import architecture, build_tiny
-    from adaptkit.models.qwen3_asr import tiny_feature_extractor
     from adaptkit.train.step import SpeechLMLoss
 
-    fam = architecture("qwen3_asr")
-    model, tok = build_tiny("qwen3_asr")
+    fam = architecture(stack_qwen3)
+    model, tok = build_tiny(stack_qwen3)
     model, _ = apply(model, {"train": ["projector"]}, tokenizer=tok)
-    feats = fam.features(tiny_feature_extractor(), torch.zeros(32000).numpy())
-    n = fam.audio_token_count(feats.shape[-1])
-    assert n == 26  # 2 s of audio
+    feats = fam.features(fam.tiny_feature_extractor(), torch.zeros(32000).numpy())
+    n = fam.audio_token_count(feats.shape[-1], model)
+    assert n == 26  # 2 s of audio: two 1 s chunks of 13 placeholders (both layouts count as Qwen3-ASR's processor)
     ids = fam.prompt_ids(tok, n - 1, "")  # one placeholder short
     item = Encoded(samples(["x"])[0], ids + [tok.eos_token_id], [-100] * len(ids) + [tok.eos_token_id], feats)
     batch = collate([item], tok.pad_token_id)
