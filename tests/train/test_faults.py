@@ -210,7 +210,6 @@ def read_only_folder(tmp_path):
     subprocess.run(["umount", str(folder)], check=False)
 
 
-@pytest.mark.qwen_asr_stack
 @pytest.mark.parametrize("where", ["run", "."])
 def test_a_read_only_output_dir_is_one_line_naming_it(make_recipe, read_only_folder, where):
     out = read_only_folder / where
