@@ -13,6 +13,7 @@ from torch import nn
 from adaptkit.errors import AdaptkitError
 from adaptkit.models.base import Architecture, scatter_audio
 from adaptkit.models.tokenizer import chatml_prompt
+from adaptkit.stack import need_qwen_asr
 
 AUDIO_TOKEN = "<|audio_pad|>"
 N_MELS = 128
@@ -22,14 +23,12 @@ INIT_STD = 0.2
 
 def _classes():
     """Import the qwen_asr classes and register them with the transformers Auto* factories."""
-    try:
-        from qwen_asr.core.transformers_backend import (
-            Qwen3ASRConfig,
-            Qwen3ASRForConditionalGeneration,
-            Qwen3ASRProcessor,
-        )
-    except ImportError as err:  # the extra is optional: say how to get it
-        raise AdaptkitError(f"Qwen3-ASR needs the qwen_asr package: pip install 'adaptkit[qwen3-asr]' ({err})")
+    need_qwen_asr("Qwen3-ASR in qwen_asr's layout (qwen3_asr; on transformers 5 use qwen3_asr_hf and adaptkit convert)")
+    from qwen_asr.core.transformers_backend import (
+        Qwen3ASRConfig,
+        Qwen3ASRForConditionalGeneration,
+        Qwen3ASRProcessor,
+    )
     from transformers import AutoConfig, AutoModel, AutoProcessor
 
     try:
