@@ -26,6 +26,12 @@ FIXTURE = Path(__file__).resolve().parents[1] / "fixtures"
 GOLDEN = FIXTURE / "qwen3_asr_golden"
 TOLERANCE = 1e-5
 
+GOLDEN_TOLERANCE = 1e-4
+"""Against numbers committed from another machine. float32 kernels (matmuls, the FFT of the log-mel)
+take other SIMD paths on another CPU: the fixture was made on one x86 CPU, and on an AMD EPYC the
+same code differs from it by up to 1.1e-5 in logits and 4.9e-5 in features. Same-machine checks keep
+TOLERANCE."""
+
 
 @pytest.fixture(scope="module")
 def script(fixture_script):
@@ -51,7 +57,7 @@ def test_the_committed_golden_tensors_are_what_qwen_asr_computes(script):
     for key, value in committed.items():
         assert value.shape == fresh[key].shape and value.dtype == fresh[key].dtype, key
         if value.is_floating_point():
-            assert float((value - fresh[key]).abs().max()) <= TOLERANCE, key
+            assert float((value - fresh[key]).abs().max()) <= GOLDEN_TOLERANCE, key
         else:
             assert torch.equal(value, fresh[key]), key
 
@@ -174,8 +180,8 @@ def test_native_logits_equal_qwen_asr_logits_of_the_original(golden_native):
         default = model(**inputs).logits  # the native's own 0..n-1: the same on the unpadded sample
     diff = _max_diff(counted, batch["logits"], batch["attention_mask"])
     print(f"qwen_asr -> native max |logit diff| {diff:.3g}")
-    assert diff <= TOLERANCE
-    assert batch["attention_mask"][0].all() and float((default[0] - batch["logits"][0]).abs().max()) <= TOLERANCE
+    assert diff <= GOLDEN_TOLERANCE
+    assert batch["attention_mask"][0].all() and float((default[0] - batch["logits"][0]).abs().max()) <= GOLDEN_TOLERANCE
     assert counted.argmax(-1)[batch["attention_mask"].bool()].tolist() == batch["logits"].argmax(-1)[batch["attention_mask"].bool()].tolist()
 
 
@@ -194,8 +200,8 @@ def test_audio_shorter_than_one_chunk_is_where_the_two_implementations_part(gold
                        input_features_mask=golden["short_feature_attention_mask"]).logits
     per_position = (logits - golden["short_logits"]).abs().amax(-1)[0]
     first_audio = int((golden["short_input_ids"][0] == model.config.audio_token_id).nonzero()[0])
-    assert float(per_position[:first_audio].max()) <= TOLERANCE
-    assert float(per_position[first_audio:].max()) > 100 * TOLERANCE
+    assert float(per_position[:first_audio].max()) <= GOLDEN_TOLERANCE
+    assert float(per_position[first_audio:].max()) > 10 * GOLDEN_TOLERANCE
     print(f"short audio: max |logit diff| {float(per_position.max()):.3g} from the audio on")
 
 
@@ -218,7 +224,7 @@ def test_a_wave_through_the_native_processor_and_class_gives_qwen_asr_s_inputs_a
         logits = model(**inputs).logits
     diff = float((logits - golden["wave_logits"]).abs().max())
     print(f"wave: feature diff {feature_diff:.3g}, native processor + class vs qwen_asr max |logit diff| {diff:.3g}")
-    assert feature_diff <= TOLERANCE and diff <= TOLERANCE
+    assert feature_diff <= GOLDEN_TOLERANCE and diff <= GOLDEN_TOLERANCE
 
 
 @pytest.mark.current_stack

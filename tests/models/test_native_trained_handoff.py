@@ -25,7 +25,10 @@ from adaptkit.convert import RECORD
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures"
 GOLDEN = FIXTURE / "native_trained_golden"
 TAGS = ("<|spk_0|>", "<|spk_1|>")
-TOLERANCE = 1e-5
+GOLDEN_TOLERANCE = 1e-4
+"""Against numbers committed from another machine. float32 kernels (matmuls, the FFT of the log-mel)
+take other SIMD paths on another CPU: the fixture was made on one x86 CPU, and on an AMD EPYC the
+same code differs from it by up to 1.1e-5 in logits and 4.9e-5 in features."""
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +66,7 @@ def test_the_native_class_reproduces_the_committed_logits(script):
     logits = script.native_logits(script.native_model(GOLDEN / "model"), batch)
     diff = float((logits - batch["logits"]).abs()[batch["attention_mask"].bool()].max())
     print(f"native class vs committed logits max |diff| {diff:.3g}")
-    assert logits.shape == batch["logits"].shape and diff <= TOLERANCE
+    assert logits.shape == batch["logits"].shape and diff <= GOLDEN_TOLERANCE
 
 
 def test_to_qwen_asr_and_back_gives_byte_identical_tensors(tmp_path, raw_tensors):
@@ -136,7 +139,7 @@ def test_qwen_asr_gives_the_committed_native_logits(handed_back):
                                feature_attention_mask=batch["input_features_mask"]).logits
     diff = float((logits - batch["logits"]).abs()[batch["attention_mask"].bool()].max())
     print(f"native-trained -> qwen_asr max |logit diff| {diff:.3g}")
-    assert logits.shape == batch["logits"].shape and diff <= TOLERANCE
+    assert logits.shape == batch["logits"].shape and diff <= GOLDEN_TOLERANCE
 
 
 @pytest.mark.qwen_asr_stack

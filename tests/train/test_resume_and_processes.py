@@ -45,9 +45,11 @@ def _metric_lines(out) -> int:
         return 0
 
 
-def test_sigterm_and_sigkills_then_resume_are_bit_identical_to_an_uninterrupted_run(make_recipe, tmp_path):
+def test_sigterm_and_sigkills_then_resume_are_bit_identical_to_an_uninterrupted_run(make_recipe, forked_cli, tmp_path):
     """Acceptance: SIGTERM writes a checkpoint and says how to resume; SIGKILLs at random moments
-    (save_every 1, so some land inside checkpoint writes) leave no temporaries and change no bit."""
+    (save_every 1, so some land inside checkpoint writes) leave no temporaries and change no bit.
+    The uninterrupted run and the first resume are fresh interpreters; the runs that are signalled
+    are forked from this process (real processes, killed for real, without the imports each time)."""
     path = make_recipe(train={"max_steps": STEPS, "save_every": 1, "batch_size": 2, "lr": 5e-3}, data={"dev": None})
     variants = {}
     for name, save_every in (("straight", 1), ("term", 0), ("killed", 1)):
@@ -58,13 +60,12 @@ def test_sigterm_and_sigkills_then_resume_are_bit_identical_to_an_uninterrupted_
     want = _adapter(tmp_path / "straight")
 
     term = tmp_path / "term"
-    proc = subprocess.Popen(cli("train", str(variants["term"])), env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = forked_cli("train", str(variants["term"]))
     while proc.poll() is None and _metric_lines(term) < 3:
         time.sleep(0.01)
     proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate()
-    assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]
-    last = err.strip().splitlines()[-1]
+    assert proc.wait() == 128 + signal.SIGTERM, proc.err()[-2000:]
+    last = proc.err().strip().splitlines()[-1]
     assert last.startswith("stopped by SIGTERM at step ") and f"continue with: adaptkit train {variants['term']} --resume" in last
     step = int(last.split("at step ")[1].split(",")[0])
     assert [p.name for p in (term / "checkpoints").iterdir()] == [f"step_{step:08d}.safetensors"] and step < STEPS
@@ -76,17 +77,16 @@ def test_sigterm_and_sigkills_then_resume_are_bit_identical_to_an_uninterrupted_
     while kills < KILLS:
         resume = ["--resume"] if list((killed / "checkpoints").glob("step_*")) else []
         before = _metric_lines(killed)
-        proc = subprocess.Popen(cli("train", str(variants["killed"]), *resume), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = forked_cli("train", str(variants["killed"]), *resume)
         while proc.poll() is None and _metric_lines(killed) <= before:
             time.sleep(0.005)
         time.sleep(rng.uniform(0.0, 0.15))
         proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+        assert proc.wait() == -signal.SIGKILL, "the run ended before it could be killed"
         kills += 1
     assert not (killed / "adapter").exists()
-    resumed = subprocess.run(cli("train", str(variants["killed"]), "--resume"), env=ENV, capture_output=True, text=True)
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    resumed = forked_cli("train", str(variants["killed"]), "--resume")
+    assert resumed.wait() == 0, resumed.err()[-2000:]
     _assert_same(want, _adapter(killed))
     assert not list((killed / "checkpoints").glob(".step.*"))
     steps = [json.loads(x)["step"] for x in (killed / "metrics.jsonl").read_text().splitlines()]
