@@ -30,8 +30,11 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from pipecat.audio.turn.base_turn_analyzer import BaseTurnAnalyzer, BaseTurnParams, EndOfTurnState
-from pipecat.metrics.metrics import MetricsData, TurnMetricsData
+try:
+    from pipecat.audio.turn.base_turn_analyzer import BaseTurnAnalyzer, BaseTurnParams, EndOfTurnState
+    from pipecat.metrics.metrics import MetricsData, TurnMetricsData
+except ImportError as err:  # the module is pipecat's plug-in: without pipecat there is nothing to plug into
+    raise ImportError(f"adaptkit.integrations.pipecat needs pipecat-ai (1.x): pip install 'adaptkit[turn]' ({err})") from err
 
 from adaptkit.errors import AdaptkitError
 from adaptkit.turn.cascade import HOP, SAMPLE_RATE, CascadeStream, Gate, Verifier

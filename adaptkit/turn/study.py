@@ -45,7 +45,8 @@ class GateSection:
     lr: float = 3e-3
     """GRU learning rate."""
     path: str | None = None
-    """A trained GRU gate to load instead of training one (relative to the recipe)."""
+    """A trained GRU gate to load instead of training one (relative to the recipe): a gate.safetensors,
+    or its ONNX export (`adaptkit turn export-gate`, fp32 or int8) run on onnxruntime."""
     threshold: float = 0.5
     """P(speech) at or above this is speech."""
 
@@ -155,6 +156,10 @@ def _gate(recipe: CascadeRecipe, train: Path, out: Path):
         from adaptkit.turn.vad import SileroVAD
 
         return SileroVAD(), {"kind": "silero"}
+    if recipe.gate.path and recipe.gate.path.endswith(".onnx"):
+        from adaptkit.turn.gate_onnx import OnnxStreamingGate
+
+        return OnnxStreamingGate(recipe.gate.path), {"kind": "gru", "loaded": recipe.gate.path, "runtime": "onnxruntime"}
     if recipe.gate.path:
         model, stats = gru.load_gate(Path(recipe.gate.path)), {"loaded": recipe.gate.path}
     else:

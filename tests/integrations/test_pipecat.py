@@ -164,3 +164,13 @@ def test_from_files_builds_the_cascade_from_a_saved_gate(trained_gate, tmp_path)
     assert isinstance(analyzer.cascade.gate, StreamingGate) and analyzer.params.threshold == 0.3 and analyzer.params.stop_secs is None
     with pytest.raises(AdaptkitError, match="not a gate saved by save_gate"):
         CascadeTurnAnalyzer.from_files(tmp_path / "missing.safetensors")
+
+
+def test_a_text_turn_model_is_refused_in_one_line(monkeypatch):
+    import adaptkit.eval.run as run_module
+    from adaptkit.eval.run import TaskModel
+    from adaptkit.integrations.pipecat import tag_verifier
+
+    monkeypatch.setattr(run_module, "load_task_model", lambda path: TaskModel(None, "turn_end", "en", "", set(), "x"))
+    with pytest.raises(AdaptkitError, match=r"^pipecat analyzer: runs/turn_end/adapter is a turn_end model; .*adaptkit.integrations.livekit"):
+        tag_verifier("runs/turn_end/adapter")

@@ -86,3 +86,11 @@ def test_export_gate_command_and_bad_inputs(trained_gate, tmp_path):
     assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "j.onnx").exists()
     with pytest.raises(AdaptkitError, match=r"junk.safetensors: not an ONNX gate"):
         OnnxStreamingGate(tmp_path / "junk.safetensors")
+
+
+def test_a_cascade_recipe_runs_the_onnx_gate(exported, tmp_path):
+    from adaptkit.turn.study import CascadeRecipe, _gate
+
+    recipes = Path(__file__).resolve().parents[2] / "recipes" / "tiny" / "cascade.yaml"
+    gate, info = _gate(CascadeRecipe.load(recipes, (f"gate.path={exported['int8']}",)), tmp_path, tmp_path)
+    assert isinstance(gate, OnnxStreamingGate) and info == {"kind": "gru", "loaded": str(exported["int8"]), "runtime": "onnxruntime"}
