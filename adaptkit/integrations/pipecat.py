@@ -17,7 +17,9 @@ the first chunk of a non-speech run (after speech) whose verifier answer is >= `
 pipecat VAD flag is not used for the decision (the gate is the cascade's first stage). The gate's
 stream state (GRU state, STFT context) runs on across turns, as the audio does; `clear()` ends the
 current turn only. Optionally `stop_secs` ends a turn after that much non-speech whatever the
-verifier says (pipecat's Smart Turn safety net, 3 s there). The verifier runs inside `append_audio`,
+verifier says (pipecat's Smart Turn safety net, 3 s there). Input at another rate than 16 kHz is
+resampled as it streams (soxr.ResampleStream, HQ: it holds back about 66 ms of audio at 8 kHz, so the
+decisions come that much later in the input). The verifier runs inside `append_audio`,
 on pipecat's event-loop thread: the tiny and Smart Turn verifiers take milliseconds
 (`adaptkit cascade` reports their per-call p50 / p95).
 """
@@ -58,7 +60,7 @@ class CascadeTurnParams(BaseTurnParams):
 
 
 class CascadeTurnAnalyzer(BaseTurnAnalyzer):
-    """pipecat turn analyzer: adaptkit's gate + verifier cascade on 16 kHz int16 input frames."""
+    """pipecat turn analyzer: adaptkit's gate + verifier cascade on int16 input frames (16 kHz, or resampled to it)."""
 
     def __init__(self, gate: Gate, verifier: Verifier, *, params: CascadeTurnParams | None = None, sample_rate: int | None = None):
         super().__init__(sample_rate=sample_rate)
@@ -66,7 +68,8 @@ class CascadeTurnAnalyzer(BaseTurnAnalyzer):
         keep = self._params.context_secs + max(self._params.asks, default=0.0) + HOP
         self.cascade = CascadeStream(gate, verifier, asks=self._params.asks, gate_threshold=self._params.gate_threshold, keep=keep)
         self.cascade.reset()
-        self._pending = np.zeros(0, np.int16)
+        self._pending = np.zeros(0, np.float32)  # 16 kHz samples not yet a whole chunk
+        self._resampler = None
         self._speech_triggered = False
         self._last_state = EndOfTurnState.INCOMPLETE
         self._metrics: TurnMetricsData | None = None
@@ -100,18 +103,25 @@ class CascadeTurnAnalyzer(BaseTurnAnalyzer):
         return self._params
 
     def set_sample_rate(self, sample_rate: int) -> None:
-        """Take pipecat's input rate; the gate and the turn models read 16 kHz."""
+        """Take pipecat's input rate; another rate than 16 kHz (8 kHz telephony) is resampled as it
+        streams, with soxr's streaming resampler (pipecat's Smart Turn resamples with soxr too)."""
         super().set_sample_rate(sample_rate)
-        if self._sample_rate != SAMPLE_RATE:
-            raise AdaptkitError(f"pipecat analyzer: the cascade reads {SAMPLE_RATE} Hz audio, the pipeline gives {self._sample_rate} Hz; "
-                                f"set audio_in_sample_rate={SAMPLE_RATE} on the PipelineParams")
+        self._resampler = None
+        self._pending = np.zeros(0, np.float32)
+        if self._sample_rate and self._sample_rate != SAMPLE_RATE:
+            import soxr
+
+            self._resampler = soxr.ResampleStream(self._sample_rate, SAMPLE_RATE, 1, dtype="float32", quality="HQ")
 
     def append_audio(self, buffer: bytes, is_speech: bool) -> EndOfTurnState:
         """Feed one frame of int16 PCM; COMPLETE at the frame that ends the chunk deciding the turn."""
-        self._pending = np.concatenate([self._pending, np.frombuffer(buffer, dtype=np.int16)])
+        samples = np.frombuffer(buffer, dtype=np.int16).astype(np.float32) / 32768.0
+        if self._resampler is not None:
+            samples = self._resampler.resample_chunk(samples)
+        self._pending = np.concatenate([self._pending, samples])
         state = EndOfTurnState.INCOMPLETE
         while len(self._pending) >= CHUNK:
-            chunk, self._pending = self._pending[:CHUNK].astype(np.float32) / 32768.0, self._pending[CHUNK:]
+            chunk, self._pending = self._pending[:CHUNK], self._pending[CHUNK:]
             if self._decide(*self.cascade.step(chunk)) and state == EndOfTurnState.INCOMPLETE:
                 state = EndOfTurnState.COMPLETE
         self._last_state = state

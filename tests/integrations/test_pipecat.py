@@ -40,21 +40,22 @@ def _cascade_decisions(trace: cascade.Trace, threshold: float, kind: str = "veri
     return out
 
 
-async def _through_pipecat(analyzer: CascadeTurnAnalyzer, pcm: np.ndarray, frame: int) -> list[int]:
-    """Feed the call to pipecat's stop strategy; the chunk (100 ms) at whose end each user turn stopped."""
+async def _through_pipecat(analyzer: CascadeTurnAnalyzer, pcm: np.ndarray, frame: int, rate: int = 16000) -> list[int]:
+    """Feed the call to pipecat's stop strategy; the chunk (100 ms) at whose end each user turn stopped
+    (in the 16 kHz stream the analyzer heard: at another rate, the resampler's delay later in the input)."""
     strategy = TurnAnalyzerUserTurnStopStrategy(turn_analyzer=analyzer, wait_for_transcript=False)
     await strategy.setup(FrameProcessorSetup(clock=SystemClock(), task_manager=TaskManager(loop=asyncio.get_running_loop()),
-                                             pipeline_worker=None, audio_in_sample_rate=16000))
+                                             pipeline_worker=None, audio_in_sample_rate=rate))
     fed, stops = 0, []
 
     @strategy.event_handler("on_user_turn_stopped")
     async def stopped(_strategy, *args):
-        stops.append(round(fed / 1600) - 1)
+        stops.append(round(fed / 1600) - 1 if rate == 16000 else analyzer.cascade.fed // 1600 - 1)
         await strategy.handle_user_turn_stopped()  # what pipecat's turn controller does next
 
     for k in range(0, len(pcm), frame):
-        fed = min(k + frame, len(pcm))
-        await strategy.process_frame(InputAudioRawFrame(audio=pcm[k : k + frame].tobytes(), sample_rate=16000, num_channels=1))
+        fed = min(k + frame, len(pcm)) * 16000 // rate
+        await strategy.process_frame(InputAudioRawFrame(audio=pcm[k : k + frame].tobytes(), sample_rate=rate, num_channels=1))
     await strategy.cleanup()
     return stops
 
@@ -98,14 +99,17 @@ def test_pipecat_ends_turns_where_the_cascade_does(trained_gate, call_waves, ver
         assert got == want, (frame, got, want)
 
 
+class Never:
+    """P(end of turn) = 0: only the safety net ends a turn."""
+
+    def reset(self, record):
+        pass
+
+    def __call__(self, audio, end):
+        return 0.0
+
+
 def test_the_safety_net_ends_a_silence_after_stop_secs(trained_gate, call_waves):
-    class Never:
-        def reset(self, record):
-            pass
-
-        def __call__(self, audio, end):
-            return 0.0
-
     fired = 0
     for name, wave, _ in call_waves:
         if name.startswith("test_"):
@@ -149,8 +153,6 @@ def test_analyzer_interface_and_refusals(trained_gate):
     assert state == EndOfTurnState.COMPLETE and metrics.is_complete and metrics.probability == 1.0
     assert metrics.e2e_processing_time_ms == pytest.approx(200.0) and asyncio.run(analyzer.analyze_end_of_turn())[1] is None
     assert not analyzer.speech_triggered and analyzer.params.threshold == 0.7
-    with pytest.raises(AdaptkitError, match="reads 16000 Hz audio, the pipeline gives 8000 Hz"):
-        CascadeTurnAnalyzer(Scripted(), Always()).set_sample_rate(8000)
     with pytest.raises(ValueError, match="threshold"):
         CascadeTurnParams(threshold=1.5)
 
@@ -174,3 +176,23 @@ def test_a_text_turn_model_is_refused_in_one_line(monkeypatch):
     monkeypatch.setattr(run_module, "load_task_model", lambda path: TaskModel(None, "turn_end", "en", "", set(), "x"))
     with pytest.raises(AdaptkitError, match=r"^pipecat analyzer: runs/turn_end/adapter is a turn_end model; .*adaptkit.integrations.livekit"):
         tag_verifier("runs/turn_end/adapter")
+
+
+def test_8_khz_telephony_is_resampled_as_it_streams(trained_gate, call_waves):
+    import soxr
+    from scipy.signal import resample_poly
+
+    fired = 0
+    for name, wave, _ in call_waves:
+        if not name.startswith("test_"):
+            continue
+        pcm8 = _int16(resample_poly(wave, 1, 2))
+        stream = soxr.ResampleStream(8000, 16000, 1, dtype="float32", quality="HQ")  # what the analyzer hears
+        heard = np.concatenate([stream.resample_chunk(pcm8[k : k + 160].astype(np.float32) / 32768.0) for k in range(0, len(pcm8), 160)])
+        whole = len(heard) // 1600  # the analyzer waits for whole chunks; the cascade pads the last one
+        want = [c for c in _cascade_decisions(cascade.stream(heard, StreamingGate(trained_gate), Never()), 0.3, "timeout") if c < whole]
+        params = CascadeTurnParams(threshold=0.9, stop_secs=0.3)
+        got = asyncio.run(_through_pipecat(CascadeTurnAnalyzer(StreamingGate(trained_gate), Never(), params=params), pcm8, 160, 8000))
+        assert got == want, (name, got, want)
+        fired += len(got)
+    assert fired > 0
