@@ -203,6 +203,27 @@ def cascade_(recipe, overrides) -> None:
     click.echo(f"report: {r.output_dir}/report.md")
 
 
+@main.group(name="turn")
+def turn_() -> None:
+    """Turn-taking tools: the GRU gate outside PyTorch."""
+
+
+@turn_.command(name="export-gate")
+@click.argument("gate", type=click.Path(dir_okay=False))
+@click.argument("out", type=click.Path(dir_okay=False))
+@click.option("--int8", is_flag=True, help="Quantize the weights to int8 (onnxruntime dynamic quantization).")
+def export_gate_(gate, out, int8) -> None:
+    """Export the GRU gate GATE (a gate.safetensors from `adaptkit cascade`) to OUT as ONNX: one
+    streaming step (100 ms log-mel chunk + GRU state -> P(speech) + state), fp32 or int8."""
+    from pathlib import Path
+
+    from adaptkit.turn.gate import load_gate
+    from adaptkit.turn.gate_onnx import export_gate
+
+    path = export_gate(load_gate(Path(gate)), out, int8)
+    click.echo(f"exported {gate} -> {path} ({'int8' if int8 else 'fp32'}, {path.stat().st_size:,} bytes)")
+
+
 @main.command(name="export")
 @click.argument("adapter", type=click.Path(exists=True))
 @click.option("--to", "to", type=click.Choice(["peft", "merged", "hub-folder"]), required=True,

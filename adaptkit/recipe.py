@@ -164,6 +164,11 @@ class TrainSection:
     preempted or killed run loses at most this much."""
     log_every: int = 1
     """Log loss and learning rate every N steps."""
+    log_with: str | None = None
+    """Also log to an experiment tracker through accelerate: tensorboard, wandb or mlflow (its package
+    installed; None: only the run's own `tensorboard/` and metrics.jsonl). It logs the hyperparameters,
+    train/loss, train/lr and the dev figures; its files go to `output_dir/logs` (wandb honours
+    WANDB_MODE=offline, mlflow MLFLOW_TRACKING_URI, else `logs/mlruns`)."""
     token_loss_weights: dict[str, float] = field(default_factory=dict)
     """Loss weight per target token, e.g. {"<COMPLETE>": 5.0}; other supervised tokens weigh 1."""
     ctc_weight: float = 0.0
@@ -267,6 +272,8 @@ def _check(recipe: Recipe, base: Path) -> None:
         t.precision = "no"
     for key, allowed in (("optimizer", ("adamw", "sgd")), ("schedule", ("constant", "linear", "cosine")), ("precision", ("no", "bf16", "fp16"))):
         check_choice(getattr(t, key), allowed, f"train.{key}")
+    if t.log_with is not None:
+        check_choice(t.log_with, TRACKERS, "train.log_with", "tracker")
     _check_train(t)
     _check_scoring(recipe)
     if t.encoder_cache_dir is not None:
@@ -291,6 +298,9 @@ def _check(recipe: Recipe, base: Path) -> None:
         if not d.train and not d.synth:
             raise AdaptkitError("data.train: a training manifest is required (or data.synth to generate one)")
 
+
+TRACKERS = ("tensorboard", "wandb", "mlflow")
+"""The experiment trackers `train.log_with` names (accelerate's LoggerType values)."""
 
 TRAIN_RANGES: dict[str, tuple[float, float]] = {
     "lr": (0, 1e10), "weight_decay": (0, 1e3), "warmup_steps": (0, 1e9), "min_lr_ratio": (0, 1), "epochs": (0, 1e6),

@@ -31,7 +31,7 @@ from adaptkit.freeze.adapters import adapter_state
 from adaptkit.models import load
 from adaptkit.recipe import Recipe, blame, inside
 from adaptkit.tasks import task as task_of
-from adaptkit.train import checkpoint
+from adaptkit.train import checkpoint, trackers
 from adaptkit.train.encoder_cache import EncoderCache, encoder_digest, sample_key
 from adaptkit.train.guard import Interrupted, StopFlag, run_lock, stop_on_signals
 from adaptkit.train.resume import CHANGEABLE, fingerprint as run_fingerprint
@@ -163,7 +163,7 @@ def output_dir(recipe: Recipe) -> Path:
     return recipe.output_dir or Path("runs") / "adaptkit"
 
 
-RUN_FILES = ("checkpoints", "adapter", "adapter_best", "merged", "tensorboard", "metrics.jsonl", "summary.json")
+RUN_FILES = ("checkpoints", "adapter", "adapter_best", "merged", "tensorboard", "logs", "metrics.jsonl", "summary.json")
 """What a run writes into output_dir (and `--force` deletes)."""
 
 
@@ -280,7 +280,7 @@ def _build(recipe: Recipe, out: Path) -> _Parts:
     t = recipe.train
     if t.precision == "fp16" and not torch.cuda.is_available():
         raise AdaptkitError("train.precision: fp16 needs a CUDA GPU and there is none; use bf16 or no")
-    accelerator = Accelerator(mixed_precision=t.precision, split_batches=True)
+    accelerator = Accelerator(mixed_precision=t.precision, split_batches=True, **trackers.accelerator_kwargs(recipe, out))
     set_seed(t.seed)
     loaded = load(recipe.model)
     arch, tok = loaded.architecture, loaded.tokenizer
@@ -444,17 +444,30 @@ class _Trainer:
                     self.best.update(row["step"], row["dev_metrics"])
             self._io(self.metrics_path, lambda: atomic_write_text(self.metrics_path, "".join(line + "\n" for line in kept)))
             self.writer = SummaryWriter(str(self.out / "tensorboard"))
+        if self.t.log_with:
+            trackers.start(self.acc, self.recipe, self.out)
         self.bar = tqdm(total=self.parts.total, initial=self.pos.step, disable=not self.acc.is_main_process, desc="train",
                         dynamic_ncols=True)
         train_mode(self.parts.model)
         self.started = time.perf_counter()
         try:
-            self._loop()
+            try:
+                self._loop()
+            finally:
+                self.bar.close()
+                if self.writer is not None:
+                    self.writer.flush()
+            return self._finish(time.perf_counter() - self.started)
         finally:
-            self.bar.close()
-            if self.writer is not None:
-                self.writer.flush()
-        return self._finish(time.perf_counter() - self.started)
+            if self.t.log_with:
+                self.acc.end_training()
+
+    def _scalars(self, values: dict[str, float], step: int) -> None:
+        """Log scalars (main process) to the run's TensorBoard and to the train.log_with tracker."""
+        for key, value in values.items():
+            self.writer.add_scalar(key, value, step)
+        if self.t.log_with:
+            self.acc.log(values, step=step)
 
     def _loop(self) -> None:
         p, pos = self.parts, self.pos
@@ -528,13 +541,12 @@ class _Trainer:
         rate = self.seen / max(time.perf_counter() - self.started, 1e-9)
         self.bar.set_postfix(loss=f"{self.loss_value:.4f}", lr=f"{lr:.2e}", samples_s=f"{rate:.1f}")
         if acc.is_main_process and step % t.log_every == 0:
-            self.writer.add_scalar("train/loss", self.loss_value, step)
-            self.writer.add_scalar("train/lr", lr, step)
+            self._scalars({"train/loss": self.loss_value, "train/lr": lr}, step)
             self._io(self.metrics_path, lambda: _append(self.metrics_path, {"step": step, "loss": self.loss_value, "lr": lr}))
         if t.eval_every and step % t.eval_every == 0:
             self.last_dev = self._dev_loss()
             if acc.is_main_process and self.last_dev is not None:
-                self.writer.add_scalar("dev/loss", self.last_dev, step)
+                self._scalars({"dev/loss": self.last_dev}, step)
             if self.scoring and self._evaluate(step):
                 return True
         if step >= self.parts.total:
@@ -561,9 +573,7 @@ class _Trainer:
                                   p.dev_path, t.eval_samples, t.batch_size, self.recipe.data.on_bad_sample)
             train_mode(p.model)
             improved = self.best.update(step, metrics)
-            for key, value in metrics.items():
-                if isinstance(value, (int, float)) and key != "n":
-                    self.writer.add_scalar(f"dev/{key}", value, step)
+            self._scalars({f"dev/{k}": v for k, v in metrics.items() if isinstance(v, (int, float)) and k != "n"}, step)
             row = {"step": step, "dev_loss": self.last_dev, "dev_metrics": metrics, "best": self.best.to_dict()}
             self._io(self.metrics_path, lambda: _append(self.metrics_path, row))
             if improved:

@@ -66,38 +66,82 @@ class Trace:
         return ["SU" if s else "Gap" if x >= threshold else "Pause" for s, x in zip(self.speech, self.scores(kind))]
 
 
-def stream(wave: np.ndarray, gate: Gate, verifier: Verifier | None = None, *, record: dict | None = None,
-           asks: Sequence[float] = (0.2,), every_chunk: bool = False, gate_threshold: float = 0.5) -> Trace:
-    """Run one conversation chunk by chunk.
+class CascadeStream:
+    """The cascade on one live stream, chunk by chunk: what `stream` runs over a whole wave and the
+    pipecat analyzer (`adaptkit.integrations.pipecat`) over the frames it is given.
 
     The verifier is asked when a non-speech run reaches each of `asks` seconds (the seed: once, at
     200 ms), with the audio up to the run's onset, or on every chunk with `every_chunk` (the cost
-    the cascade saves). Its answer holds for the rest of the run.
-    """
-    gate.reset()
-    if verifier is not None:
-        verifier.reset(record or {})
+    the cascade saves). Its answer holds for the rest of the run. `keep`: seconds of audio kept for
+    the verifier (None: all of it; a live stream keeps what its verifier reads)."""
+
+    def __init__(self, gate: Gate, verifier: Verifier | None = None, *, asks: Sequence[float] = (0.2,), every_chunk: bool = False,
+                 gate_threshold: float = 0.5, keep: float | None = None):
+        self.gate, self.verifier, self.asks = gate, verifier, tuple(asks)
+        self.every_chunk, self.gate_threshold = every_chunk, gate_threshold
+        self.keep = None if keep is None else int(keep * SAMPLE_RATE)
+        self._clear()
+
+    def reset(self, record: dict | None = None) -> None:
+        """Start a new stream (`record`: the conversation's synth record, for verifiers that read it)."""
+        self.gate.reset()
+        if self.verifier is not None:
+            self.verifier.reset(record or {})
+        self._clear()
+
+    def _clear(self) -> None:
+        self.fed, self.run, self.onset, self.latest, self.calls = 0, 0.0, 0.0, None, 0
+        self._chunks: list[np.ndarray] = []
+        self._dropped = 0  # samples no longer kept
+
+    def audio(self, end: float) -> np.ndarray:
+        """The kept audio up to `end` seconds (the stream's first int(end * 16000) samples, less what `keep` dropped)."""
+        stop = int(end * SAMPLE_RATE) - self._dropped
+        whole = np.concatenate(self._chunks) if self._chunks else np.zeros(0, np.float32)
+        return whole[: max(stop, 0)]
+
+    def _remember(self, chunk: np.ndarray) -> None:
+        self._chunks.append(chunk)
+        while self.keep is not None and len(self._chunks) > 1 and sum(map(len, self._chunks)) - len(self._chunks[0]) >= self.keep:
+            self._dropped += len(self._chunks.pop(0))
+
+    def step(self, chunk: np.ndarray) -> tuple[bool, float, float | None]:
+        """Feed the next chunk (100 ms, shorter only at the end); returns whether the gate heard
+        speech, the non-speech run so far (s) and the verifier's latest answer in this run (None
+        before it is asked)."""
+        step = int(HOP * SAMPLE_RATE)
+        self._remember(np.asarray(chunk, np.float32))
+        padded = chunk if len(chunk) == step else np.pad(chunk, (0, step - len(chunk)))
+        speech = self.gate(padded) >= self.gate_threshold
+        now = self.fed / SAMPLE_RATE + HOP
+        self.fed += len(chunk)
+        if speech:
+            self.run, self.latest = 0.0, None
+        else:
+            self.onset = now - HOP if self.run == 0 else self.onset
+            self.run = round(self.run + HOP, 6)
+        if self.verifier is not None and (self.every_chunk or (not speech and any(abs(self.run - a) < 1e-6 for a in self.asks))):
+            end = now if speech else self.onset
+            p = self.verifier(self.audio(end), end)
+            self.calls += 1
+            self.latest = None if speech else p
+        return bool(speech), self.run, self.latest
+
+
+def stream(wave: np.ndarray, gate: Gate, verifier: Verifier | None = None, *, record: dict | None = None,
+           asks: Sequence[float] = (0.2,), every_chunk: bool = False, gate_threshold: float = 0.5) -> Trace:
+    """Run one conversation chunk by chunk through a `CascadeStream` and record what it said."""
+    live = CascadeStream(gate, verifier, asks=asks, every_chunk=every_chunk, gate_threshold=gate_threshold)
+    live.reset(record)
     step = int(HOP * SAMPLE_RATE)
-    trace, run, onset, latest = Trace(seconds=len(wave) / SAMPLE_RATE), 0.0, 0.0, None
+    trace = Trace(seconds=len(wave) / SAMPLE_RATE)
     for k in range(0, max(len(wave), 1), step):
         chunk = wave[k:k + step]
-        if len(chunk) < step:
-            chunk = np.pad(chunk, (0, step - len(chunk)))
-        speech = gate(chunk) >= gate_threshold
-        now = k / SAMPLE_RATE + HOP
-        if speech:
-            run, latest = 0.0, None
-        else:
-            onset = now - HOP if run == 0 else onset
-            run = round(run + HOP, 6)
-        if verifier is not None and (every_chunk or (not speech and any(abs(run - a) < 1e-6 for a in asks))):
-            end = now if speech else onset
-            p = verifier(wave[: int(end * SAMPLE_RATE)], end)
-            trace.calls += 1
-            latest = None if speech else p
-        trace.speech.append(bool(speech))
+        speech, run, latest = live.step(chunk)
+        trace.speech.append(speech)
         trace.silence.append(run)
         trace.end_probability.append(latest)
+    trace.calls = live.calls
     return trace
 
 

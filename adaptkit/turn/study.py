@@ -27,6 +27,7 @@ from adaptkit.atomic import atomic_write_text
 from adaptkit.errors import AdaptkitError
 from adaptkit.recipe import Recipe, blame, read_yaml
 from adaptkit.turn import cascade
+from adaptkit.turn.latency import Timed, one_thread, percentiles
 from adaptkit.validation import check_choice, from_dict
 
 log = logging.getLogger("adaptkit")
@@ -44,7 +45,8 @@ class GateSection:
     lr: float = 3e-3
     """GRU learning rate."""
     path: str | None = None
-    """A trained GRU gate to load instead of training one (relative to the recipe)."""
+    """A trained GRU gate to load instead of training one (relative to the recipe): a gate.safetensors,
+    or its ONNX export (`adaptkit turn export-gate`, fp32 or int8) run on onnxruntime."""
     threshold: float = 0.5
     """P(speech) at or above this is speech."""
 
@@ -154,6 +156,10 @@ def _gate(recipe: CascadeRecipe, train: Path, out: Path):
         from adaptkit.turn.vad import SileroVAD
 
         return SileroVAD(), {"kind": "silero"}
+    if recipe.gate.path and recipe.gate.path.endswith(".onnx"):
+        from adaptkit.turn.gate_onnx import OnnxStreamingGate
+
+        return OnnxStreamingGate(recipe.gate.path), {"kind": "gru", "loaded": recipe.gate.path, "runtime": "onnxruntime"}
     if recipe.gate.path:
         model, stats = gru.load_gate(Path(recipe.gate.path)), {"loaded": recipe.gate.path}
     else:
@@ -179,25 +185,30 @@ def run_study(recipe: CascadeRecipe) -> dict[str, Any]:
     gate, gate_info = _gate(recipe, folder / "train", out)
     systems: dict[str, dict] = {}
 
-    def add(name: str, gate_name: str, verifier, kind: str = "verifier", every: bool = False, g=None, traces=None) -> list:
+    def add(name: str, gate_name: str, verifier, kind: str = "verifier", every: bool = False, g=None, traces=None,
+            latency: dict | None = None) -> tuple[list, dict | None]:
         start = time.perf_counter()
-        if traces is None:
-            traces = [cascade.stream(w, g or gate, verifier, record=r, asks=recipe.asks, every_chunk=every,
-                                     gate_threshold=recipe.gate.threshold) for w, r in zip(waves, records)]
+        if traces is None:  # every call of the gate and of the turn model timed, on one thread
+            timed_gate, timed = Timed(g or gate), Timed(verifier) if verifier is not None else None
+            with one_thread():
+                traces = [cascade.stream(w, timed_gate, timed, record=r, asks=recipe.asks, every_chunk=every,
+                                         gate_threshold=recipe.gate.threshold) for w, r in zip(waves, records)]
+            latency = {"gate": percentiles(timed_gate.ms), "turn_model": percentiles(timed.ms) if timed else None}
         threshold = recipe.timeout if kind == "timeout" else recipe.threshold
         systems[name] = {"gate": gate_name, "asked": "every chunk" if every else "timeout" if kind == "timeout" else f"after {recipe.asks} s",
-                         **cascade.score_system(traces, records, kind, threshold), "seconds": round(time.perf_counter() - start, 2)}
+                         **cascade.score_system(traces, records, kind, threshold), "latency_ms": latency,
+                         "seconds": round(time.perf_counter() - start, 2)}
         log.info("%s: macro F1 %.3f", name, systems[name]["frames"]["macro_f1"])
-        return traces
+        return traces, latency
 
     gate_name = "GRU" if gate_info["kind"] == "gru" else "Silero VAD"
     first = None
     for name, v in verifiers.items():
-        traces = add(f"cascade: {name}", gate_name, v)
-        first = first or traces
+        ran = add(f"cascade: {name}", gate_name, v)
+        first = first or ran
         if recipe.every_chunk:
             add(f"every chunk: {name}", gate_name, v, every=True)
-    add(f"{gate_name} gate + timeout", gate_name, None, "timeout", traces=first)
+    add(f"{gate_name} gate + timeout", gate_name, None, "timeout", traces=first[0], latency={"gate": first[1]["gate"], "turn_model": None})
     if recipe.baselines:
         from adaptkit.turn.vad import SileroVAD
 
@@ -210,9 +221,22 @@ def run_study(recipe: CascadeRecipe) -> dict[str, Any]:
             add("baseline: Smart Turn v3.2", "Silero VAD", SmartTurnVerifier(), g=silero)
     report = {"data": str(folder / recipe.test), "split": recipe.test, "conversations": len(convs),
               "minutes": round(sum(len(w) for w in waves) / 16000 / 60, 2), "gate": gate_info, "threshold": recipe.threshold,
-              "timeout": recipe.timeout, "asks": recipe.asks, "systems": systems}
+              "timeout": recipe.timeout, "asks": recipe.asks, "systems": systems, "latency_ms": part_latency(systems)}
     write_report(report, out)
     return report
+
+
+def part_latency(systems: dict[str, dict]) -> dict[str, dict]:
+    """Per-call latency of each part, from the systems that ran it as the cascade does: each gate
+    (`gate: GRU`, `gate: Silero VAD`), each turn model asked after the silence, and Smart Turn."""
+    out: dict[str, dict] = {}
+    for name, s in systems.items():
+        latency = s.get("latency_ms") or {}
+        if latency.get("gate"):
+            out.setdefault(f"gate: {s['gate']}", latency["gate"])
+        if latency.get("turn_model") and not name.startswith("every chunk: "):
+            out.setdefault(name.split(": ", 1)[-1], latency["turn_model"])
+    return out
 
 
 def write_report(report: dict, out: Path) -> None:
@@ -267,6 +291,11 @@ def to_markdown(report: dict) -> str:
                                "LiveKit eot-bench's definitions: every Gap, and the Pauses of 0.2-5 s, are decision points, a system "
                                f"fires when its score is > the threshold, latency is the mean over Gaps and a missed Gap is charged the "
                                f"timeout ({timeout:g} s)")
+    if report.get("latency_ms"):
+        lines += ["", "## Per-call latency", "", "Wall time of each call (a gate on one 100 ms chunk, features included; a turn model "
+                  "on the audio before a silence), torch on one intra-op thread (onnxruntime models run on one thread too).", "",
+                  "| part | calls | p50 ms | p95 ms |", "|---|---|---|---|"]
+        lines += [f"| {part} | {x['calls']} | {_f(x['p50_ms'])} | {_f(x['p95_ms'])} |" for part, x in report["latency_ms"].items()]
     lines += ["", "![False cut-offs vs latency (two-party mode)](plots/tradeoff.png)", ""]
     return "\n".join(lines)
 

@@ -139,6 +139,13 @@ def test_tiny_cascade_recipe_trains_and_scores_every_system(tiny_study):
     markdown = (out / "report.md").read_text()
     assert "latency at a false cut-off budget: two-party mode" in markdown
     assert "latency at a false cut-off budget: eot-bench mode" in markdown
+    latency = report["latency_ms"]  # per-call p50 / p95 of each part, on one thread
+    assert set(latency) == {"gate: GRU", "gate: Silero VAD", "tags", "text", "Smart Turn v3.2"}
+    for part in latency.values():
+        assert part["calls"] > 0 and 0 < part["p50_ms"] <= part["p95_ms"]
+    assert systems["cascade: tags"]["latency_ms"]["turn_model"]["calls"] < systems["every chunk: tags"]["latency_ms"]["turn_model"]["calls"]
+    assert all(s["latency_ms"]["gate"]["p50_ms"] > 0 for s in systems.values()) and "## Per-call latency" in markdown
+    assert saved["latency_ms"] == latency
     for s in systems.values():  # eot-bench charges misses the timeout: its latency budgets are never inf
         assert s["eot_bench"]["mode"] == "eot-bench" and s["curve"][0]["mode"] == "two-party"
         assert all(v is None or v < float("inf") for v in s["eot_bench"]["budgets"].values())
