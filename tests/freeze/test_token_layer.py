@@ -13,8 +13,6 @@ import torch
 from peft import TrainableTokensConfig
 from peft.tuners.trainable_tokens.layer import TrainableTokensLayer
 from torch import nn
-from torch.utils._pytree import tree_flatten
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from adaptkit.freeze import apply, train_mode
 from adaptkit.freeze.token_layer import SparseTokensLayer
@@ -137,24 +135,7 @@ def test_tiny_models_give_peft_logits_and_gradients(arch, tied, spec_name, speec
         assert_close(got[key], want[key], key)
 
 
-class Shapes(TorchDispatchMode):
-    """Records the op and shape of every tensor an aten op allocates while active (backward included):
-    outputs on storage of their own, not views of an input (the weight's transpose in a matmul)."""
-
-    def __init__(self):
-        super().__init__()
-        self.made: list[tuple[str, tuple[int, ...]]] = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        out = func(*args, **kwargs)
-        inputs = {t.untyped_storage().data_ptr() for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)}
-        self.made += [(str(func), tuple(t.shape)) for t in tree_flatten(out)[0]
-                      if isinstance(t, torch.Tensor) and t.untyped_storage().data_ptr() not in inputs]
-        return out
-
-
-def full_matrix_ops(arch: str, tied: bool, speech_batch) -> list[str]:
+def full_matrix_ops(arch: str, tied: bool, speech_batch, allocations) -> list[str]:
     """The ops that return a tensor of the embedding's full shape in one training forward + backward."""
     model, tok = build_tiny(arch, tied=tied, vocab_size=997, init_std=0.02)  # a row count no other tensor has
     model, _ = apply(model, SPECS["projector+lora+tokens"], tokenizer=tok)
@@ -164,15 +145,15 @@ def full_matrix_ops(arch: str, tied: bool, speech_batch) -> list[str]:
     weight = model.get_submodule(model.adaptkit.cmap.embeddings).get_base_layer().weight
     full = {tuple(weight.shape), tuple(weight.shape[::-1])}
     loss = SpeechLMLoss(model, impl, encoder_trains=False)
-    with Shapes() as shapes:
+    with allocations() as shapes:
         loss_sum, weight_sum = loss(batch)
         (loss_sum / weight_sum).backward()
     return [op for op, shape in shapes.made if shape in full]
 
 
 @pytest.mark.parametrize(("arch", "tied"), MODEL_CASES)
-def test_a_training_step_makes_no_tensor_of_the_full_matrix_shape(arch, tied, speech_batch, peft_forward):
-    assert full_matrix_ops(arch, tied, speech_batch) == []
+def test_a_training_step_makes_no_tensor_of_the_full_matrix_shape(arch, tied, speech_batch, peft_forward, allocations):
+    assert full_matrix_ops(arch, tied, speech_batch, allocations) == []
     peft_forward()
-    copies = full_matrix_ops(arch, tied, speech_batch)
+    copies = full_matrix_ops(arch, tied, speech_batch, allocations)
     assert any("index_copy" in op for op in copies), copies  # the count sees peft's per-step copies
