@@ -11,7 +11,7 @@ unmerged forward with what that copy amounts to:
 - embedding: look up with the frozen weight, then put the trained rows at the positions that
   hold a trained token (scaled embeddings get their scale afterwards, as peft applies it);
 - output layer: the frozen matmul, then the trained rows' logits written into their vocabulary
-  columns (`index_copy` on the logits, whose size is positions x vocabulary, never the matrix's).
+  columns (`index_copy_` on the logits, whose size is positions x vocabulary, never the matrix's).
 
 Anything peft's forward handles that this one does not (`max_norm`, `scale_grad_by_freq`, sparse
 gradients, a bias on the output layer, extra arguments, a base layer that is neither
@@ -62,8 +62,8 @@ class SparseTokensLayer(TrainableTokensLayer):
         return out * scale.to(out.dtype) if scale is not None else out
 
     def _project(self, x: torch.Tensor, ids: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        logits = F.linear(x, self.base_layer.weight)
-        return logits.index_copy(logits.dim() - 1, ids, F.linear(x, rows))
+        logits = F.linear(x, self.base_layer.weight)  # a fresh tensor the matmul's backward does not read: written in place
+        return logits.index_copy_(logits.dim() - 1, ids, F.linear(x, rows))
 
     def forward_adapters(self, x: torch.Tensor, active_adapters, *args, **kwargs) -> torch.Tensor:
         """peft's forward, except that unmerged token rows are applied without a full-matrix copy."""
