@@ -51,7 +51,7 @@ class SparseTokensLayer(TrainableTokensLayer):
     def _embed(self, x: torch.Tensor, ids: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         base = self.base_layer
         out = F.embedding(x, base.weight, padding_idx=base.padding_idx)
-        slot = torch.searchsorted(ids, x).clamp_max(ids.numel() - 1)
+        slot = torch.searchsorted(ids, x.to(ids.dtype)).clamp_max(ids.numel() - 1)  # int32 ids too
         hit = ids[slot] == x
         picked = rows[slot]
         if base.padding_idx is not None:  # F.embedding gives the padding row no gradient: neither does peft's copy

@@ -29,6 +29,8 @@ SPECS = {
 }
 MODEL_CASES = [pytest.param("qwen3_asr", tied, marks=pytest.mark.qwen_asr_stack, id=f"qwen3_asr-{'tied' if tied else 'untied'}")
                for tied in (False, True)]
+MODEL_CASES += [pytest.param("qwen3_asr_hf", tied, marks=pytest.mark.current_stack, id=f"qwen3_asr_hf-{'tied' if tied else 'untied'}")
+                for tied in (False, True)]
 MODEL_CASES += [pytest.param("qwen2_audio", tied, id=f"qwen2_audio-{'tied' if tied else 'untied'}")
                 for tied in (False, True) if architecture("qwen2_audio").ties or not tied]
 
@@ -98,6 +100,8 @@ def test_bare_layers_give_peft_logits_and_gradients(tied, padding_idx, scale, pe
     x = torch.tensor([[1, 7, 41, 2, 7], [3, 0, 49, 41, 3]])
     emb_layer, head_layer = bare_layers(tied, padding_idx, scale, ids)
     got = bare_step(emb_layer, head_layer, x)
+    with torch.no_grad():
+        assert torch.equal(emb_layer(x.int()), emb_layer(x))  # int32 ids find the same trained rows
     peft_forward()
     want = bare_step(emb_layer, head_layer, x)
     assert set(got) == set(want) and any(k.endswith("trainable_tokens_delta.default.grad") for k in got)
