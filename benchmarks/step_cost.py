@@ -2,9 +2,12 @@
 
 Tiny Qwen3-ASR at the real vocabulary size (151,936 rows), batch 4 x 2 s of audio. Prints, from
 one run: our step / the naive step (the model's own forward with full logits and autograd, then
-backward), target <= 0.5; and our step / a no-grad forward of the same batch, target <= 2.5.
+backward), target <= 0.5; and our step / a no-grad forward of the same batch, target <= 2.5; and
+the memory the aten ops of one adaptkit step allocate, counted (not timed, so a loaded machine does
+not move it). `--peft-forward` trains the token rows through peft's own forward (a full copy of
+the embedding and output matrices per step), as adaptkit did before `SparseTokensLayer`.
 
-    python benchmarks/step_cost.py [--repeats 10]
+    python benchmarks/step_cost.py [--repeats 10] [--peft-forward]
 
 The output of the last run is committed beside this file (`step_cost.txt`).
 """
@@ -17,10 +20,14 @@ import time
 
 import numpy as np
 import torch
+from peft.tuners.trainable_tokens.layer import TrainableTokensLayer
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
 
 from adaptkit.data.batching import collate, encode
 from adaptkit.data.manifest import Sample
 from adaptkit.freeze import apply, train_mode, trainable_parameters
+from adaptkit.freeze.token_layer import SparseTokensLayer
 from adaptkit.models import architecture, build_tiny
 from adaptkit.models.qwen3_asr import tiny_feature_extractor
 from adaptkit.train.step import SpeechLMLoss
@@ -55,10 +62,36 @@ def timed(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
+class AllocatedBytes(TorchDispatchMode):
+    """Sums the bytes of the new storage every aten op returns while active (views of inputs not counted)."""
+
+    def __init__(self):
+        super().__init__()
+        self.total = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        inputs = {t.untyped_storage().data_ptr() for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)}
+        new = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)}
+        self.total += sum(n for ptr, n in new.items() if ptr not in inputs)
+        return out
+
+
+def allocated_mb(fn) -> float:
+    """MB the aten ops allocate in one call of `fn`."""
+    with AllocatedBytes() as count:
+        fn()
+    return count.total / 2**20
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--peft-forward", action="store_true", help="token rows through peft's forward (full-matrix copies)")
     args = parser.parse_args()
+    if args.peft_forward:
+        SparseTokensLayer.forward_adapters = TrainableTokensLayer.forward_adapters
     torch.manual_seed(0)
     fam = architecture("qwen3_asr")
     model, tok = build_tiny("qwen3_asr", vocab_size=VOCAB)
@@ -91,13 +124,18 @@ def main() -> None:
     t_ours = timed(ours(None), args.repeats)
     t_cached = timed(ours({}), args.repeats)
     t_fwd = timed(forward, args.repeats)
+    cached_step = ours({})
+    cached_step()  # fills the cache: the count is of a step as every epoch after the first runs it
+    mb_step = allocated_mb(cached_step)
     tokens = int(batch["attention_mask"].sum())
     print(f"tiny Qwen3-ASR, vocab {VOCAB:,}, batch 4 x 2 s ({tokens} tokens), {report.trainable_total:,} trainable parameters, "
-          f"{torch.get_num_threads()} threads, median of {args.repeats}")
+          f"{torch.get_num_threads()} threads, median of {args.repeats}, token rows through "
+          f"{'peft' if args.peft_forward else 'SparseTokensLayer'}")
     print(f"naive step (full logits, autograd):   {t_naive * 1000:8.1f} ms")
     print(f"adaptkit step (encoder no-grad):     {t_ours * 1000:8.1f} ms")
     print(f"adaptkit step (encoder cached):      {t_cached * 1000:8.1f} ms")
     print(f"no-grad forward (full logits):       {t_fwd * 1000:8.1f} ms")
+    print(f"allocated by one adaptkit step (encoder cached): {mb_step:8.1f} MB")
     print(f"step / naive step:        {t_ours / t_naive:.3f}  (cached {t_cached / t_naive:.3f})  target <= 0.5")
     print(f"step / no-grad forward:   {t_ours / t_fwd:.3f}  (cached {t_cached / t_fwd:.3f})  target <= 2.5")
 

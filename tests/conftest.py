@@ -14,6 +14,7 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+import torch.utils._python_dispatch  # noqa: E402
 
 from adaptkit.stack import CURRENT, has_qwen_asr  # noqa: E402
 from adaptkit.synth import SynthConfig, generate  # noqa: E402
@@ -217,3 +218,28 @@ def call_waves(calls: Path) -> list[tuple[str, object, dict]]:
             if not wav.name.endswith(".stereo.wav"):
                 out.append((f"{split}/{wav.stem}", load_audio(wav, 16000), json.loads(wav.with_suffix(".json").read_text())))
     return out
+
+
+class _Allocations(torch.utils._python_dispatch.TorchDispatchMode):
+    """While active, records (op, shape) of every tensor an aten op allocates, backward included:
+    outputs on storage of their own, not views of an input (such as a weight's transpose)."""
+
+    def __init__(self):
+        super().__init__()
+        self.made: list[tuple[str, tuple[int, ...]]] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        from torch.utils._pytree import tree_flatten
+
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        inputs = {t.untyped_storage().data_ptr() for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)}
+        self.made += [(str(func), tuple(t.shape)) for t in tree_flatten(out)[0]
+                      if isinstance(t, torch.Tensor) and t.untyped_storage().data_ptr() not in inputs]
+        return out
+
+
+@pytest.fixture(scope="session")
+def allocations():
+    """`with allocations() as seen: ...` then `seen.made`: (op, shape) of each tensor allocated inside."""
+    return _Allocations

@@ -1,6 +1,7 @@
 """Apply a freezing spec: freeze everything, then open exactly what the spec names.
 
-Token rows train through peft's `TrainableTokensLayer` and LoRA through peft's LoRA layers. The
+Token rows train through `SparseTokensLayer` (peft's `TrainableTokensLayer` with a forward that
+never rebuilds the full matrix, `adaptkit.freeze.token_layer`) and LoRA through peft's LoRA layers. The
 layers are placed by hand on resolved module paths instead of through `get_peft_model`, because
 `PeftModel` needs a `forward` and `get_input_embeddings` on the outer model (Qwen3-ASR's outer
 class has neither) and decides weight tying from a config flag; here tying comes from the weights.
@@ -12,13 +13,13 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from peft import LoraConfig, TrainableTokensConfig, inject_adapter_in_model
-from peft.tuners.trainable_tokens.layer import TrainableTokensLayer
 from torch import nn
 
 from adaptkit.errors import AdaptkitError
 from adaptkit.freeze.components import ComponentMap, component_map, resolve_modules, resolve_parameters
 from adaptkit.freeze.report import FreezeReport, components, count
 from adaptkit.freeze.spec import FreezeSpec, PathRule, parse_spec
+from adaptkit.freeze.token_layer import SparseTokensLayer
 from adaptkit.freeze.tokens import add_tokens, check_token_layers, embedding_modules, is_tied, set_tie_flags, token_ids
 from adaptkit.validation import closest
 
@@ -72,11 +73,11 @@ def _wrap_token_rows(model: nn.Module, cmap: ComponentMap, ids: list[int], tied:
     """Train only rows `ids` of the embedding, and of lm_head (its own rows, or tied to the embedding's)."""
     config = TrainableTokensConfig(token_indices=ids, target_modules=[cmap.embeddings])
     emb, head = embedding_modules(model, cmap)
-    emb_layer = TrainableTokensLayer(emb, ADAPTER_NAME, config=config)
+    emb_layer = SparseTokensLayer(emb, ADAPTER_NAME, config=config)
     emb_layer.update_layer(ADAPTER_NAME, config=config)
     model.set_submodule(cmap.embeddings, emb_layer)
     if head is not None:
-        head_layer = TrainableTokensLayer(head, ADAPTER_NAME, config=config, tied_adapter=emb_layer if tied else None)
+        head_layer = SparseTokensLayer(head, ADAPTER_NAME, config=config, tied_adapter=emb_layer if tied else None)
         head_layer.update_layer(ADAPTER_NAME, config=config, tied_adapter=emb_layer if tied else None)
         model.set_submodule(cmap.lm_head, head_layer)
 

@@ -3,7 +3,10 @@
 - When nothing in the encoder trains, the encoder runs without autograd and its outputs (just
   before the projector) can be kept across epochs.
 - Logits and cross-entropy are computed only at supervised positions: at a real vocabulary
-  (151,936 rows) the output layer over every position is most of a naive step.
+  (151,936 rows) the output layer over every position is most of a naive step. Long batches go
+  through the output layer in chunks of positions (`adaptkit.train.chunked_loss`), so the logits
+  held at once stay bounded; on CUDA with `liger_kernel` and a plain output layer, Liger Kernel's
+  fused linear cross-entropy does it.
 - Each sample's audio placeholder count is checked against the encoder's output length: a wrong
   count raises nothing in the model and silently shifts features between samples.
 """
@@ -17,6 +20,7 @@ from torch import nn
 from adaptkit.data.batching import IGNORE
 from adaptkit.errors import AdaptkitError
 from adaptkit.models.base import Architecture
+from adaptkit.train.chunked_loss import chunk_positions, fused_loss, output_rows, weighted_cross_entropy
 
 
 class SpeechLMLoss(nn.Module):
@@ -24,12 +28,16 @@ class SpeechLMLoss(nn.Module):
 
     A module of its own so that accelerate's DistributedDataParallel sees the whole step. `cache`
     maps dataset index -> encoder states (a dict or an `EncoderCache`); None recomputes them.
+    `logit_chunk`: supervised positions per pass through the output layer (None: as many as fit
+    in `chunked_loss.LOGIT_BUDGET_BYTES` of float32 logits).
     """
 
     def __init__(self, model: nn.Module, arch: Architecture, encoder_trains: bool,
                  token_weights: dict[int, float] | None = None, cache=None,
-                 where: list[str] | None = None, ctc_head: nn.Linear | None = None, ctc_weight: float = 0.0):
+                 where: list[str] | None = None, ctc_head: nn.Linear | None = None, ctc_weight: float = 0.0,
+                 logit_chunk: int | None = None):
         super().__init__()
+        self.logit_chunk = logit_chunk
         self.ctc_head, self.ctc_weight = ctc_head, ctc_weight
         self.model = model
         self.arch = arch
@@ -85,11 +93,16 @@ class SpeechLMLoss(nn.Module):
         hidden = self.arch.llm_hidden(self.model, batch["input_ids"], batch["attention_mask"], audio)
         targets = batch["labels"][:, 1:]
         chosen = targets != IGNORE
-        logits = self.arch.logits(self.model, hidden[:, :-1][chosen])
-        targets = targets[chosen]
-        losses = F.cross_entropy(logits.float(), targets, reduction="none")
+        hidden, targets = hidden[:, :-1][chosen], targets[chosen]
         weights = self.target_weights(targets)
-        return (losses * weights).sum(), weights.sum()
+        head = self.arch.output_layer(self.model)
+        plain_logits = type(self.arch).logits is Architecture.logits  # no class-specific scaling of the logits
+        fused = fused_loss(head, hidden, targets, self.token_weights) if plain_logits else None
+        if fused is not None:
+            return fused, weights.sum()
+        chunk = self.logit_chunk or chunk_positions(output_rows(head))
+        total = weighted_cross_entropy(lambda h: self.arch.logits(self.model, h), hidden, targets, weights, chunk)
+        return total, weights.sum()
 
     def target_weights(self, targets: torch.Tensor) -> torch.Tensor:
         """Loss weight of each supervised target token (1, or its `token_loss_weights` entry)."""
