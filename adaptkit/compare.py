@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import copy
 import json
-import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from adaptkit import child
 from adaptkit.data.synthetic import synth_manifests
 from adaptkit.errors import AdaptkitError
 from adaptkit.recipe import Recipe
@@ -79,10 +78,10 @@ def load_variants(names: list[str], file: str | Path | None) -> dict[str, dict[s
 
 
 def _run(args: list[str], log: Path) -> tuple[int, float, str]:
-    """Run `python -m adaptkit.cli ARGS`; returns (exit code, wall seconds, the error line or last stderr line)."""
+    """Run `adaptkit ARGS` in a child process (adaptkit.child: forked from this one where that is
+    safe); returns (exit code, wall seconds, the error line or last stderr line)."""
     start = time.perf_counter()
-    with log.open("w") as err:
-        code = subprocess.run([sys.executable, "-m", "adaptkit.cli", *args], stdout=subprocess.DEVNULL, stderr=err).returncode
+    code = child.run(args, log)
     lines = [x for x in log.read_text().splitlines() if x.strip()]
     last = next((x for x in reversed(lines) if x.startswith("error: ")), lines[-1] if lines else "")
     return code, time.perf_counter() - start, last

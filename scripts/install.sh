@@ -30,15 +30,17 @@ fi
 PYTHON=${PYTHON:-python3}
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
 PIP="$VENV/bin/pip"
-"$PIP" install -q --upgrade pip
+# --no-compile: pip would byte-compile every file of every package (most of the install's CPU time);
+# Python compiles just the modules a program imports, on first use, and keeps them in __pycache__
+"$PIP" install -q --no-compile --upgrade pip
 # the pinned CPU build first: an unpinned torch requirement can pull a multi-GB CUDA build
-"$PIP" install -q "torch==2.13.0"
+"$PIP" install -q --no-compile "torch==2.13.0"
 if [ "$STACK" = current ]; then
   # the environment a current user has: the latest transformers 5 first; installing adaptkit into it
   # must leave that version alone (the core does not pin transformers to an old minor version)
-  "$PIP" install -q --upgrade "transformers>=5"
+  "$PIP" install -q --no-compile --upgrade "transformers>=5"
   before=$("$VENV/bin/python" -c "import transformers; print(transformers.__version__)")
-  "$PIP" install -q -e ".[$EXTRAS]"
+  "$PIP" install -q --no-compile -e ".[$EXTRAS]"
   after=$("$VENV/bin/python" -c "import transformers; print(transformers.__version__)")
   if [ "$before" != "$after" ]; then
     echo "error: scripts/install.sh: installing adaptkit changed transformers $before -> $after" >&2
@@ -46,5 +48,5 @@ if [ "$STACK" = current ]; then
   fi
   echo "current stack: transformers $after kept by pip install adaptkit[$EXTRAS]"
 else
-  "$PIP" install -q -e ".[$EXTRAS]"
+  "$PIP" install -q --no-compile -e ".[$EXTRAS]"
 fi

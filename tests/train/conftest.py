@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
-import traceback
 from pathlib import Path
 
 import pytest
 import yaml
 
+from adaptkit import child
 from adaptkit.stack import has_qwen_asr
 
 STACK_QWEN3 = "qwen3_asr" if has_qwen_asr() else "qwen3_asr_hf"
@@ -62,50 +61,29 @@ def make_recipe(calls, tmp_path):
 
 
 class ForkedCli:
-    """`adaptkit <args>` in a forked child of this test process: a real process with its own pid, to
-    signal and kill, that starts from the imports already done here instead of paying them again
-    (several seconds of CPU a start). Its stdout goes to /dev/null and its stderr to `stderr`."""
+    """`adaptkit <args>` in a child forked from this test process (adaptkit.child): a real process with
+    its own pid, to signal and kill, that starts from the imports already done here instead of paying
+    them again. Its stdout goes to /dev/null and its stderr to `stderr`."""
 
     def __init__(self, args: list[str], stderr: Path):
         self.stderr = stderr
         self.returncode: int | None = None
-        self.pid = os.fork()
-        if self.pid == 0:  # the child: never returns into pytest
-            code = 1
-            try:
-                err = os.open(stderr, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-                os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
-                os.dup2(err, 2)
-                sys.stdout, sys.stderr = open(1, "w", closefd=False), open(2, "w", buffering=1, closefd=False)
-                from adaptkit.cli import main
-
-                main.main(args, prog_name="adaptkit")
-                code = 0
-            except SystemExit as stop:
-                code = stop.code if isinstance(stop.code, int) else 1
-            except BaseException:  # noqa: BLE001 - shown in the child's stderr, then a failing exit code
-                traceback.print_exc()
-            finally:
-                sys.stderr.flush()
-                os._exit(code)
-
-    def _reap(self, flags: int) -> int | None:
-        if self.returncode is None:
-            pid, status = os.waitpid(self.pid, flags)
-            if pid:
-                self.returncode = os.waitstatus_to_exitcode(status)  # -N for signal N, as subprocess
-        return self.returncode
+        self.pid = child.start(args, stderr)
 
     def poll(self) -> int | None:
         """The exit code once the child has ended (a signal N as -N), else None."""
-        return self._reap(os.WNOHANG)
+        if self.returncode is None:
+            self.returncode = child.wait(self.pid, block=False)
+        return self.returncode
 
     def send_signal(self, signum: int) -> None:
         os.kill(self.pid, signum)
 
     def wait(self) -> int:
         """Wait for the child; its exit code."""
-        return self._reap(0)
+        if self.returncode is None:
+            self.returncode = child.wait(self.pid)
+        return self.returncode
 
     def err(self) -> str:
         """What the child wrote to stderr."""
@@ -115,17 +93,15 @@ class ForkedCli:
 @pytest.fixture
 def forked_cli(tmp_path):
     """Start `adaptkit <args>` as a forked child (ForkedCli); every child is reaped at the end."""
-    import adaptkit.train  # noqa: F401 - imported once here, inherited by every child
-
     started: list[ForkedCli] = []
 
     def start(*args: str) -> ForkedCli:
-        child = ForkedCli(list(args), tmp_path / f"child_{len(started)}.stderr")
-        started.append(child)
-        return child
+        proc = ForkedCli(list(args), tmp_path / f"child_{len(started)}.stderr")
+        started.append(proc)
+        return proc
 
     yield start
-    for child in started:
-        if child.poll() is None:
-            child.send_signal(signal.SIGKILL)
-            child.wait()
+    for proc in started:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()

@@ -1,0 +1,80 @@
+"""adaptkit's own commands in a child process forked from this one, so a child starts from the imports
+already done here (torch, transformers, peft: seconds of CPU a start) instead of a fresh interpreter.
+
+A forked child is a real process (its own pid, memory freed at exit, killed like any other), but
+forking is only safe where nothing here holds what a child cannot inherit: no CUDA context (a forked
+child cannot use its parent's, https://pytorch.org/docs/stable/notes/multiprocessing.html#cuda-in-multiprocessing)
+and no other thread (one could hold a lock the child would wait on forever). `can_fork` checks both;
+callers fall back to `python -m adaptkit.cli` otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import traceback
+from pathlib import Path
+
+
+def can_fork() -> bool:
+    """Whether `start` may fork here: POSIX, one thread, no CUDA context initialised."""
+    if not hasattr(os, "fork") or threading.active_count() != 1:
+        return False
+    import torch
+
+    return not torch.cuda.is_initialized()
+
+
+def warm() -> None:
+    """Import what `adaptkit train` and `adaptkit eval` need, once, here: every child inherits it."""
+    import adaptkit.cli  # noqa: F401
+    import adaptkit.eval.run  # noqa: F401
+    import adaptkit.train  # noqa: F401
+
+
+def run(args: list[str], stderr: Path) -> int:
+    """Run `adaptkit ARGS` in a child process (stdout to /dev/null, stderr to the file `stderr`) and
+    return its exit code: forked where `can_fork`, else a fresh `python -m adaptkit.cli`."""
+    warm()
+    if can_fork():
+        return wait(start(args, stderr))
+    with open(stderr, "w") as err:
+        return subprocess.run([sys.executable, "-m", "adaptkit.cli", *args], stdout=subprocess.DEVNULL, stderr=err).returncode
+
+
+def start(args: list[str], stderr: Path) -> int:
+    """Fork a child that runs `adaptkit ARGS` (stdout to /dev/null, stderr to the file `stderr`) and
+    exits with the command's exit code. Returns the child's pid (see `wait`). Only where `can_fork`."""
+    warm()
+    if not can_fork():
+        raise RuntimeError("adaptkit.child.start: cannot fork here (another thread, or a CUDA context)")
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 1
+    try:  # the child: never returns to the caller
+        err = os.open(stderr, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+        os.dup2(err, 2)
+        sys.stdout, sys.stderr = open(1, "w", closefd=False), open(2, "w", buffering=1, closefd=False)
+        from adaptkit.cli import main
+
+        main.main(args, prog_name="adaptkit")
+        code = 0
+    except SystemExit as stop:
+        code = stop.code if isinstance(stop.code, int) else 1
+    except BaseException:  # noqa: BLE001 - shown on the child's stderr, then a failing exit code
+        traceback.print_exc()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+def wait(pid: int, block: bool = True) -> int | None:
+    """The exit code of the child `pid` (a signal N as -N, as subprocess gives it); None while it runs
+    and `block` is False."""
+    done, status = os.waitpid(pid, 0 if block else os.WNOHANG)
+    return os.waitstatus_to_exitcode(status) if done else None
