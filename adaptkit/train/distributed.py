@@ -15,6 +15,14 @@ import os
 
 from adaptkit.errors import AdaptkitError
 
+FSDP_ON_CPU = ("accelerate 1.12 and 1.16 do not run FSDP on CPU: with fsdp_sync_module_states (as in "
+               "examples/distributed/fsdp.yaml) Accelerator() raises 'There are currently no available devices found, must be one "
+               "of 'XPU', 'CUDA', 'MLU', 'NPU', 'MUSA', or 'HPU'.' (FullyShardedDataParallelPlugin.__post_init__, "
+               "src/accelerate/utils/dataclasses.py); without it AcceleratorState sets DistributedType.FSDP only on MULTI_GPU, "
+               "MULTI_MLU, MULTI_SDAA, MULTI_MUSA, MULTI_NPU, MULTI_XPU or MULTI_HPU (src/accelerate/state.py), so the run "
+               "is MULTI_CPU with DistributedDataParallel")
+"""Why FSDP is not exercised on CPU (tests/train/test_sharding_backends.py checks it still holds)."""
+
 
 def launched_on_cpu() -> bool:
     """True when a launcher started several processes (WORLD_SIZE > 1) and there is no accelerator."""
@@ -41,3 +49,14 @@ def check_global_batch(batch_size: int, world: int) -> None:
     if batch_size % world:
         raise AdaptkitError(f"train.batch_size: {batch_size} is the global batch and does not divide over {world} processes; "
                             f"use a multiple of {world}")
+
+
+def check_sharding() -> None:
+    """Refuse FSDP (an accelerate config with distributed_type FSDP) in one line, before accelerate
+    starts: adaptkit saves the adapter, checkpoints and the merged model from the main process's
+    parameters, which under FSDP are shards, and no FSDP run can be tested on CPU (FSDP_ON_CPU)."""
+    if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() != "true":
+        return
+    raise AdaptkitError("FSDP (accelerate's distributed_type FSDP) is not supported: adaptkit saves from the main process without "
+                        "gathering shards, and FSDP cannot be tested on CPU (accelerate runs it as DDP or refuses it); "
+                        "use DDP or DeepSpeed ZeRO-2 (examples/distributed/)")

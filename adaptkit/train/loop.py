@@ -33,7 +33,7 @@ from adaptkit.models import load
 from adaptkit.recipe import Recipe, blame, inside
 from adaptkit.tasks import task as task_of
 from adaptkit.train import checkpoint
-from adaptkit.train.distributed import check_global_batch, process_state
+from adaptkit.train.distributed import check_global_batch, check_sharding, process_state
 from adaptkit.train.encoder_cache import EncoderCache, encoder_digest, sample_key
 from adaptkit.train.guard import Interrupted, StopFlag, run_lock, stop_on_signals
 from adaptkit.train.resume import CHANGEABLE, fingerprint as run_fingerprint
@@ -190,6 +190,7 @@ def run(recipe: Recipe, resume: bool = False, force: bool = False, allow_change:
         out = output_dir(recipe)
         state = process_state()
         check_global_batch(recipe.train.batch_size, state.num_processes)
+        check_sharding()
         main = state.is_main_process
         with run_lock(out, state), stop_on_signals() as stop:
             if force and not resume and main:
