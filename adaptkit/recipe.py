@@ -131,7 +131,8 @@ class TrainSection:
     max_steps: int | None = None
     """Optimizer steps to run; overrides epochs."""
     batch_size: int = 4
-    """Samples per optimizer step per gradient-accumulation micro-step, over all processes."""
+    """Samples per optimizer step per gradient-accumulation micro-step, over all processes (the
+    global batch): each of N processes trains on batch_size / N of it, so it must divide by N."""
     grad_accum: int = 1
     """Micro-batches accumulated per optimizer step."""
     clip: float | None = 1.0

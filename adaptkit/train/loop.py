@@ -21,7 +21,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from adaptkit.atomic import atomic_write_text
-from adaptkit.data.batching import BucketBatchSampler, Encoded, collate, encode
+from adaptkit.data.batching import IGNORE, BucketBatchSampler, Encoded, collate, encode
+from adaptkit.data.sharding import ProcessShard
 from adaptkit.data.manifest import Sample, read_manifest
 from adaptkit.data.sampling import downsample, filter_samples, sample_weights
 from adaptkit.data.synthetic import synth_manifests
@@ -32,6 +33,7 @@ from adaptkit.models import load
 from adaptkit.recipe import Recipe, blame, inside
 from adaptkit.tasks import task as task_of
 from adaptkit.train import checkpoint, trackers
+from adaptkit.train.distributed import check_global_batch, check_sharding, process_state
 from adaptkit.train.encoder_cache import EncoderCache, encoder_digest, sample_key
 from adaptkit.train.guard import Interrupted, StopFlag, run_lock, stop_on_signals
 from adaptkit.train.resume import CHANGEABLE, fingerprint as run_fingerprint
@@ -63,6 +65,11 @@ class Summary:
     """The best dev evaluation (train.best_metric): metric, value, step; its adapter is adapter_best/."""
     stopped_early: bool = False
     """True when train.early_stopping_patience ended the run before its last step."""
+    processes: int = 1
+    """Processes that trained (the world size); each took its share of every train.batch_size batch."""
+    encoded_samples: int | None = None
+    """Train samples run through the frozen encoder, over all processes and epochs (None: the
+    encoder trains or train.encoder_cache is off); with the cache, each sample once."""
 
 
 def peak_memory_mb() -> float | None:
@@ -80,7 +87,8 @@ def peak_memory_mb() -> float | None:
 
 
 class _Samples(Dataset):
-    """Samples encoded on demand (audio, features, ids); `index` travels with each item."""
+    """Samples encoded on demand (audio, features, ids); `index` travels with each item. A
+    negative index `~i` (sharding's padding entry) is sample i, marked as carrying no loss."""
 
     def __init__(self, samples: list[Sample], encode_one):
         self.samples, self.encode_one = samples, encode_one
@@ -88,14 +96,20 @@ class _Samples(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, i: int) -> tuple[int, Encoded]:
-        return i, self.encode_one(self.samples[i])
+    def __getitem__(self, i: int) -> tuple[int, Encoded, bool]:
+        real = i >= 0
+        i = i if real else ~i
+        return i, self.encode_one(self.samples[i]), real
 
 
 def _collate(pad_id: int):
     def fn(items):
-        batch = collate([e for _, e in items], pad_id)
-        batch["index"] = torch.tensor([i for i, _ in items])
+        batch = collate([e for _, e, _ in items], pad_id)
+        batch["index"] = torch.tensor([i for i, _, _ in items])
+        batch["real"] = torch.tensor([r for _, _, r in items])
+        batch["labels"][~batch["real"]] = IGNORE  # a padding entry: no supervised position, no loss
+        if "ctc_labels" in batch:
+            batch["ctc_labels"][~batch["real"]] = IGNORE
         return batch
     return fn
 
@@ -163,7 +177,8 @@ def output_dir(recipe: Recipe) -> Path:
     return recipe.output_dir or Path("runs") / "adaptkit"
 
 
-RUN_FILES = ("checkpoints", "adapter", "adapter_best", "merged", "tensorboard", "logs", "metrics.jsonl", "summary.json")
+RUN_FILES = ("checkpoints", "adapter", "adapter_best", "merged", "tensorboard", "logs", "metrics.jsonl", "summary.json",
+             "encoder_cache")
 """What a run writes into output_dir (and `--force` deletes)."""
 
 
@@ -172,11 +187,11 @@ def run(recipe: Recipe, resume: bool = False, force: bool = False, allow_change:
 
     `force` deletes an earlier run first; `allow_change` names fingerprint keys (resume.CHANGEABLE)
     that may differ from the checkpoint's. One run at a time holds the output_dir's lock."""
-    from accelerate import PartialState
-
     with blame(recipe.source):
         out = output_dir(recipe)
-        state = PartialState()
+        state = process_state()
+        check_global_batch(recipe.train.batch_size, state.num_processes)
+        check_sharding()
         main = state.is_main_process
         with run_lock(out, state), stop_on_signals() as stop:
             if force and not resume and main:
@@ -280,7 +295,8 @@ def _build(recipe: Recipe, out: Path) -> _Parts:
     t = recipe.train
     if t.precision == "fp16" and not torch.cuda.is_available():
         raise AdaptkitError("train.precision: fp16 needs a CUDA GPU and there is none; use bf16 or no")
-    accelerator = Accelerator(mixed_precision=t.precision, split_batches=True, **trackers.accelerator_kwargs(recipe, out))
+    accelerator = Accelerator(mixed_precision=t.precision, **trackers.accelerator_kwargs(recipe, out))
+    world = accelerator.num_processes
     set_seed(t.seed)
     loaded = load(recipe.model)
     arch, tok = loaded.architecture, loaded.tokenizer
@@ -295,11 +311,11 @@ def _build(recipe: Recipe, out: Path) -> _Parts:
     dev_samples = _read(recipe, dev_path, allowed, training=False)[0] if dev_path else []
     if skipped:
         log.warning("skipped %d bad samples (data.on_bad_sample: skip), first: %s", len(skipped), skipped[0])
-    sampler, loader, dev_loader, length = _loaders(recipe, loaded, samples, dev_samples)
+    sampler, loader, dev_loader = _loaders(recipe, loaded, samples, dev_samples, accelerator.process_index, world)
     trains_encoder = encoder_trains(model)
     ctc_head = _ctc_head(recipe, model, trains_encoder)
     weights_by_token = _token_weights(recipe, tok)
-    cache_for = _cache_factory(recipe, out, model, frozen, trains_encoder)
+    cache_for = _cache_factory(recipe, out, model, frozen, trains_encoder, world)
     module = SpeechLMLoss(model, arch, trains_encoder, weights_by_token, cache_for(samples), [s.where for s in samples],
                           ctc_head, t.ctc_weight)
     dev_module = SpeechLMLoss(model, arch, trains_encoder, weights_by_token, cache_for(dev_samples), [s.where for s in dev_samples])
@@ -312,9 +328,7 @@ def _build(recipe: Recipe, out: Path) -> _Parts:
         optimizer = torch.optim.SGD(params, lr=t.lr, weight_decay=t.weight_decay)
     total = total_steps(recipe, len(sampler))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule(recipe, total))
-    module, optimizer, loader = accelerator.prepare(module, optimizer, loader)
-    if dev_loader is not None:
-        dev_loader = accelerator.prepare(dev_loader)
+    module, optimizer = accelerator.prepare(module, optimizer)  # the loaders are sharded by adaptkit.data.sharding
     return _Parts(accelerator, loaded, model, report, frozen, samples, skipped, sampler, loader, dev_loader, module, dev_module,
                   named, optimizer, scheduler, total, ctc_head, run_fingerprint(recipe, train_path, dev_path),
                   dev_path, allowed)
@@ -331,7 +345,8 @@ def total_steps(recipe: Recipe, batches_per_epoch: int) -> int:
     return math.ceil(t.epochs * per_epoch)
 
 
-def _loaders(recipe: Recipe, loaded, samples: list[Sample], dev_samples: list[Sample]):
+def _loaders(recipe: Recipe, loaded, samples: list[Sample], dev_samples: list[Sample], rank: int, world: int):
+    """The train batch sampler (global batches) and this process's train and dev loaders."""
     t, tok = recipe.train, loaded.tokenizer
     target = task_of(recipe.task).target
 
@@ -344,12 +359,13 @@ def _loaders(recipe: Recipe, loaded, samples: list[Sample], dev_samples: list[Sa
 
     weights = sample_weights(samples, recipe.data.weight_field) if recipe.data.weight_field else None
     sampler = BucketBatchSampler([length(s) for s in samples], t.batch_size, t.seed, True, weights, recipe.data.max_weight)
-    loader = DataLoader(_Samples(samples, encode_one), batch_sampler=sampler, collate_fn=_collate(tok.pad_token_id))
+    loader = DataLoader(_Samples(samples, encode_one), batch_sampler=ProcessShard(sampler, rank, world),
+                        collate_fn=_collate(tok.pad_token_id))
     dev_loader = None
     if dev_samples:
-        dev_sampler = BucketBatchSampler([length(s) for s in dev_samples], t.batch_size, shuffle=False)
+        dev_sampler = ProcessShard(BucketBatchSampler([length(s) for s in dev_samples], t.batch_size, shuffle=False), rank, world)
         dev_loader = DataLoader(_Samples(dev_samples, encode_one), batch_sampler=dev_sampler, collate_fn=_collate(tok.pad_token_id))
-    return sampler, loader, dev_loader, length
+    return sampler, loader, dev_loader
 
 
 def _ctc_head(recipe: Recipe, model, trains_encoder: bool) -> torch.nn.Linear | None:
@@ -361,15 +377,19 @@ def _ctc_head(recipe: Recipe, model, trains_encoder: bool) -> torch.nn.Linear | 
     return torch.nn.Linear(emb.weight.shape[1], emb.weight.shape[0] + 1)  # one more class: the blank
 
 
-def _cache_factory(recipe: Recipe, out: Path, model, frozen: dict[str, str], trains_encoder: bool):
+def _cache_factory(recipe: Recipe, out: Path, model, frozen: dict[str, str], trains_encoder: bool, world: int):
+    """The encoder cache of a sample list: in memory; on disk where the recipe names a folder, and
+    in output_dir/encoder_cache under several processes, so that a sample one process encoded is
+    read by the others in later epochs instead of encoded again (each sample is encoded once)."""
     t = recipe.train
     folder = out / t.encoder_cache_dir if t.encoder_cache_dir else (Path(t.encoder_cache_shared) if t.encoder_cache_shared else None)
+    folder = folder or (out / "encoder_cache" if world > 1 else None)
     digest = encoder_digest(model, frozen) if (folder and not trains_encoder) else ""
 
     def cache_for(items: list[Sample]) -> EncoderCache | None:
         if trains_encoder or not t.encoder_cache:
             return None
-        if folder is None:
+        if folder is None or any(s.audio is None for s in items):
             return EncoderCache()
         return EncoderCache([sample_key(s, recipe.data.sample_rate, digest) for s in items], folder)
     return cache_for
@@ -427,6 +447,8 @@ class _Trainer:
         self.metrics_path = out / "metrics.jsonl"
         self.writer = None
         self.loss_value, self.last_dev, self.seen = float("nan"), None, 0
+        self.step_samples: list[int] = []
+        """Dataset indices this process trained on in the last step (logged as metrics.jsonl `samples`)."""
         self.last_save = time.monotonic()
         self.best, self.stopped_early = Best(best_metric(recipe.task, self.t.best_metric)), False
         self.scoring = bool(self.t.eval_every and self.t.eval_samples and parts.dev_path)
@@ -470,15 +492,16 @@ class _Trainer:
             self.acc.log(values, step=step)
 
     def _loop(self) -> None:
+        from accelerate.utils import send_to_device
+
         p, pos = self.parts, self.pos
         window: list[dict] = []
         while pos.step < p.total:
             p.sampler.epoch = pos.epoch
-            batches = self.acc.skip_first_batches(p.loader, pos.done_in_epoch) if pos.done_in_epoch else p.loader
-            for batch in batches:
+            p.loader.batch_sampler.skip = pos.done_in_epoch  # a resume: the global batches already trained on
+            for batch in p.loader:
                 pos.done_in_epoch += 1
-                window.append(batch)
-                self.seen += len(batch["index"]) * self.acc.num_processes
+                window.append(send_to_device(batch, self.acc.device))
                 if len(window) < self.t.grad_accum:
                     continue
                 self._step(window)
@@ -519,10 +542,13 @@ class _Trainer:
     def _accumulate(self, window: list[dict]) -> tuple[float, float]:
         """Backward every micro-batch of one optimizer step, each normalised by the supervised weight
         of the whole window over all processes, so `grad_accum 2 x batch 2` is `batch 4`.
-        Returns the window's (loss sum, weight sum) over all processes."""
+        Returns the window's (loss sum, weight sum) over all processes; counts the samples seen."""
         acc, module = self.acc, self.parts.module
         local = sum(float(acc.unwrap_model(module).supervised_weight(b)) for b in window)
-        total_weight = float(acc.reduce(torch.as_tensor(local, dtype=torch.float64, device=acc.device), "sum"))
+        count = sum(int(b["real"].sum()) for b in window)
+        totals = acc.reduce(torch.tensor([local, count], dtype=torch.float64, device=acc.device), "sum")
+        total_weight, self.seen = float(totals[0]), self.seen + int(totals[1])
+        self.step_samples = [int(i) for b in window for i, real in zip(b["index"].tolist(), b["real"].tolist()) if real]
         loss_total = 0.0
         for k, batch in enumerate(window):
             last = k == len(window) - 1
@@ -535,14 +561,19 @@ class _Trainer:
     def _after_step(self) -> bool:
         """Progress, metrics, dev loss and scores, checkpoints by step or time, and a stop requested
         by a signal. True when early stopping ends the run here."""
+        from accelerate.utils import gather_object
+
         step, t, acc = self.pos.step, self.t, self.acc
         lr = self.parts.scheduler.get_last_lr()[0]
         self.bar.update(1)
         rate = self.seen / max(time.perf_counter() - self.started, 1e-9)
         self.bar.set_postfix(loss=f"{self.loss_value:.4f}", lr=f"{lr:.2e}", samples_s=f"{rate:.1f}")
-        if acc.is_main_process and step % t.log_every == 0:
-            self._scalars({"train/loss": self.loss_value, "train/lr": lr}, step)
-            self._io(self.metrics_path, lambda: _append(self.metrics_path, {"step": step, "loss": self.loss_value, "lr": lr}))
+        if step % t.log_every == 0:
+            samples = gather_object([self.step_samples])  # every process takes part; one list per process
+            if acc.is_main_process:
+                self._scalars({"train/loss": self.loss_value, "train/lr": lr}, step)
+                row = {"step": step, "loss": self.loss_value, "lr": lr, "samples": samples}
+                self._io(self.metrics_path, lambda: _append(self.metrics_path, row))
         if t.eval_every and step % t.eval_every == 0:
             self.last_dev = self._dev_loss()
             if acc.is_main_process and self.last_dev is not None:
@@ -611,12 +642,15 @@ class _Trainer:
         })
 
     def _dev_loss(self) -> float | None:
+        from accelerate.utils import send_to_device
+
         p, acc = self.parts, self.acc
         if p.dev_loader is None:
             return None
         p.model.eval()
         total_sum = total_weight = 0.0
         for batch in p.dev_loader:  # features are made outside autocast: it would give them its dtype
+            batch = send_to_device(batch, acc.device)
             with torch.no_grad(), acc.autocast():
                 s, w = p.dev_module(batch)
             total_sum += float(acc.reduce(s.detach(), "sum"))
@@ -643,6 +677,13 @@ class _Trainer:
         self._io(folder, lambda: save_adapter(p.model, folder, base=recipe.model.name or f"tiny:{recipe.model.tiny}",
                                               extra=info, prints=p.frozen))
 
+    def _encoded(self) -> int | None:
+        """Train samples encoded over all processes (Summary.encoded_samples)."""
+        module = self.acc.unwrap_model(self.parts.module)
+        if module.cache is None:
+            return None
+        return int(self.acc.reduce(torch.tensor(module.encoded, device=self.acc.device), "sum"))
+
     def _finish(self, seconds: float) -> Summary:
         p, acc, out, recipe = self.parts, self.acc, self.out, self.recipe
         acc.wait_for_everyone()
@@ -660,7 +701,8 @@ class _Trainer:
         summary = Summary(steps=self.pos.step, seconds=round(seconds, 3), trainable_parameters=p.report.trainable_total,
                           final_loss=self.loss_value, samples_per_second=round(self.seen / max(seconds, 1e-9), 2), dev_loss=last_dev,
                           skipped=p.skipped, output_dir=str(out), resumed_from=self.pos.resumed_from, peak_memory_mb=peak_memory_mb(),
-                          best=self.best.to_dict() if self.best.step is not None else None, stopped_early=self.stopped_early)
+                          best=self.best.to_dict() if self.best.step is not None else None, stopped_early=self.stopped_early,
+                          processes=acc.num_processes, encoded_samples=self._encoded())
         if acc.is_main_process:
             self.writer.close()
             text = json.dumps({**asdict(summary), "report": p.report.to_dict()}, indent=2, ensure_ascii=False) + "\n"

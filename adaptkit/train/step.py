@@ -46,6 +46,8 @@ class SpeechLMLoss(nn.Module):
         self.cache = cache
         self.where = where or []
         self.input_dtype = next(p.dtype for p in model.parameters() if p.is_floating_point())
+        self.encoded = 0
+        """Samples this process ran through the frozen encoder (each once while the cache holds them)."""
 
     def audio_states(self, batch: dict) -> list[torch.Tensor]:
         """Pre-projector audio states per sample (from the cache when the encoder is frozen)."""
@@ -56,6 +58,7 @@ class SpeechLMLoss(nn.Module):
         out: list[torch.Tensor | None] = [self.cache.get(i) if self.cache is not None else None for i in index]
         todo = [k for k, x in enumerate(out) if x is None]
         if todo:
+            self.encoded += len(todo)
             with torch.no_grad():
                 fresh = self.arch.encode_audio(self.model, feats[todo], mask[todo])
             for k, states in zip(todo, fresh):

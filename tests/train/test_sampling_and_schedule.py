@@ -10,6 +10,7 @@ import torch
 
 from adaptkit.data.batching import BucketBatchSampler
 from adaptkit.data.manifest import Sample
+from adaptkit.data.sharding import ProcessShard, share
 from adaptkit.data.sampling import downsample, filter_samples, sample_weights
 from adaptkit.errors import AdaptkitError
 from adaptkit.recipe import Recipe
@@ -31,6 +32,35 @@ def test_buckets_cover_every_sample_once_and_depend_only_on_seed_and_epoch():
     assert list(sampler) != first
     spread = [max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in first if len(b) == 8]
     assert max(spread) < 200  # sorted within pools: batches hold similar lengths
+
+
+def test_process_shares_cut_each_global_batch_into_disjoint_contiguous_parts():
+    """Every process iterates the same global batches and keeps its part: the parts are disjoint,
+    together the batch, their sizes differ by at most one; an empty part is one padding entry."""
+    lengths = [int(x) for x in torch.randint(1, 1000, (103,), generator=torch.Generator().manual_seed(0))]
+    sampler = BucketBatchSampler(lengths, 8, seed=1)
+    for world in (1, 2, 3, 8):  # 103 samples: the last batch holds 7
+        shards = [list(ProcessShard(sampler, rank, world)) for rank in range(world)]
+        for k, batch in enumerate(sampler):
+            parts = [shards[rank][k] for rank in range(world)]
+            real = [part for part in parts if part[0] >= 0]
+            assert [i for part in real for i in part] == batch
+            assert max(map(len, parts)) - min(map(len, parts)) <= 1
+            assert len(real) == min(world, len(batch))  # a padding entry only where the batch is too short
+    assert [share([5, 9], rank, 4) for rank in range(4)] == [[5], [9], [~5], [~5]]  # ~5: sample 5, no loss
+    shard = ProcessShard(sampler, 1, 2)
+    shard.skip = 3  # a resume after three global batches
+    assert list(shard) == [share(b, 1, 2) for b in list(sampler)[3:]]
+
+
+def test_a_padding_entry_is_collated_without_supervised_positions():
+    from adaptkit.data.batching import IGNORE, Encoded
+    from adaptkit.train.loop import _collate, _Samples
+
+    items = _Samples([Sample(id="a", where="m:1", audio=None, text="t")], lambda s: Encoded(s, [1, 2, 3], [IGNORE, 2, 3], None))
+    batch = _collate(0)([items[0], items[~0]])
+    assert batch["index"].tolist() == [0, 0] and batch["real"].tolist() == [True, False]
+    assert batch["labels"].tolist() == [[IGNORE, 2, 3], [IGNORE, IGNORE, IGNORE]]
 
 
 def test_weighted_sampling_follows_clipped_weights():
