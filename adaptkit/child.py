@@ -18,8 +18,21 @@ import traceback
 from pathlib import Path
 
 
+def _stop_tqdm_monitors() -> None:
+    """tqdm's monitor threads (one per tqdm class that made a bar, asleep between checks every 10 s)
+    are stopped and joined; a stopped monitor no longer reports, so tqdm starts a new one with its
+    next bar (tqdm/std.py, tqdm.__new__; tqdm/_monitor.py, TMonitor.exit)."""
+    from tqdm._monitor import TMonitor
+
+    for thread in threading.enumerate():
+        if isinstance(thread, TMonitor):
+            thread.exit()
+
+
 def can_fork() -> bool:
-    """Whether `start` may fork here: POSIX, one thread, no CUDA context initialised."""
+    """Whether `start` may fork here: POSIX, one thread (tqdm's monitor stopped first), no CUDA
+    context initialised."""
+    _stop_tqdm_monitors()
     if not hasattr(os, "fork") or threading.active_count() != 1:
         return False
     import torch
@@ -49,7 +62,8 @@ def start(args: list[str], stderr: Path) -> int:
     exits with the command's exit code. Returns the child's pid (see `wait`). Only where `can_fork`."""
     warm()
     if not can_fork():
-        raise RuntimeError("adaptkit.child.start: cannot fork here (another thread, or a CUDA context)")
+        others = [t.name for t in threading.enumerate() if t is not threading.main_thread()]
+        raise RuntimeError(f"adaptkit.child.start: cannot fork here (threads {others}, or a CUDA context)")
     pid = os.fork()
     if pid:
         return pid

@@ -480,7 +480,9 @@ class _Trainer:
                 if self.writer is not None:
                     self.writer.flush()
             return self._finish(time.perf_counter() - self.started)
-        finally:
+        finally:  # on every exit, a stop by an error or a signal too: no writer thread left running
+            if self.writer is not None:
+                self.writer.close()
             if self.t.log_with:
                 self.acc.end_training()
 
@@ -704,7 +706,6 @@ class _Trainer:
                           best=self.best.to_dict() if self.best.step is not None else None, stopped_early=self.stopped_early,
                           processes=acc.num_processes, encoded_samples=self._encoded())
         if acc.is_main_process:
-            self.writer.close()
             text = json.dumps({**asdict(summary), "report": p.report.to_dict()}, indent=2, ensure_ascii=False) + "\n"
             self._io(out / "summary.json", lambda: atomic_write_text(out / "summary.json", text))
         return summary

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -111,7 +112,9 @@ def test_a_damaged_newest_checkpoint_a_torn_metrics_line_and_stale_temporaries_d
 
 def test_an_update_that_blows_up_stops_with_a_finite_checkpoint_named(make_recipe):
     path = make_recipe(train={"lr": 1e10, "max_steps": 12, "save_every": 1, "clip": None}, data={"dev": None})
+    threads = {t for t in threading.enumerate() if t.name != "tqdm_monitor"}
     line = one_line_error(CliRunner().invoke(main, ["train", str(path)]))
+    assert {t for t in threading.enumerate() if t.name != "tqdm_monitor"} == threads  # the TensorBoard writer closed too
     # whichever of the three guards fires first: the loss, a gradient (before the update), a weight (after it)
     guards = ("loss is nan", "is not finite (loss ", "non-finite (train.lr ")
     assert "training stopped, last good checkpoint: " in line and any(g in line for g in guards), line
