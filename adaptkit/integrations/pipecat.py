@@ -161,7 +161,10 @@ def tag_verifier(path: str) -> Verifier:
     from adaptkit.tasks import task
 
     task_model = load_task_model(path)
-    if task_model.task != "turn_tags":
-        raise AdaptkitError(f"pipecat analyzer: {path} is a {task_model.task} model; the analyzer hears audio, so its turn model is a "
-                            "turn_tags (3-tag Speech-LLM) model or smart_turn (a text turn_end model: adaptkit.integrations.livekit)")
-    return task(task_model.task).verifier(task_model)
+    kind = task(task_model.task)
+    verifier = kind.verifier(task_model) if kind.audio else None
+    if verifier is None:
+        what = "reads text" if not kind.audio else "gives no end-of-turn verifier"
+        raise AdaptkitError(f"pipecat analyzer: {path} is a {task_model.task} model, which {what}; the analyzer hears audio, so its "
+                            "turn model is a 3-tag Speech-LLM or smart_turn (a text end-of-turn model: adaptkit.integrations.livekit)")
+    return verifier

@@ -174,7 +174,7 @@ def test_a_text_turn_model_is_refused_in_one_line(monkeypatch):
     from adaptkit.integrations.pipecat import tag_verifier
 
     monkeypatch.setattr(run_module, "load_task_model", lambda path: TaskModel(None, "turn_end", "en", "", set(), "x"))
-    with pytest.raises(AdaptkitError, match=r"^pipecat analyzer: runs/turn_end/adapter is a turn_end model; .*adaptkit.integrations.livekit"):
+    with pytest.raises(AdaptkitError, match=r"^pipecat analyzer: runs/turn_end/adapter is a turn_end model, which reads text; .*adaptkit.integrations.livekit"):
         tag_verifier("runs/turn_end/adapter")
 
 

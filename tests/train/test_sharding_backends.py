@@ -13,13 +13,15 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
 PROBE = """
+import sys
 import torch
 from accelerate import Accelerator
 from adaptkit.train.distributed import process_state
 process_state()  # as adaptkit starts a run (gloo under a launcher on CPU)
 accelerator = Accelerator()
 model = accelerator.prepare(torch.nn.Linear(2, 2))
-print(f"rank {accelerator.process_index}: {accelerator.distributed_type.value} {type(model).__name__}")
+with open(f"{sys.argv[1]}/rank{accelerator.process_index}.txt", "w") as out:  # one file a rank: no interleaved lines
+    out.write(f"rank {accelerator.process_index}: {accelerator.distributed_type.value} {type(model).__name__}")
 """
 
 
@@ -35,8 +37,7 @@ def _cpu_config(tmp_path: Path, example: str, **fsdp) -> Path:
 
 def _launch(config: Path, *args: str) -> subprocess.CompletedProcess:
     launcher = os.path.join(os.path.dirname(sys.executable), "accelerate")
-    return subprocess.run([launcher, "launch", "--config_file", str(config), *args], env=ENV, capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run([launcher, "launch", "--config_file", str(config), *args], env=ENV, capture_output=True, text=True)
 
 
 def test_fsdp_is_refused_in_one_line_and_accelerate_runs_it_as_ddp_on_cpu(make_recipe, tmp_path):
@@ -53,9 +54,9 @@ def test_fsdp_is_refused_in_one_line_and_accelerate_runs_it_as_ddp_on_cpu(make_r
 
     (tmp_path / "probe.py").write_text(PROBE)
     config = _cpu_config(tmp_path, "fsdp.yaml", fsdp_sync_module_states=False, fsdp_cpu_ram_efficient_loading=False)
-    proc = _launch(config, str(tmp_path / "probe.py"))
+    proc = _launch(config, str(tmp_path / "probe.py"), str(tmp_path))
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert sorted(line for line in proc.stdout.splitlines() if line.startswith("rank ")) == \
+    assert [(tmp_path / f"rank{k}.txt").read_text() for k in (0, 1)] == \
         ["rank 0: MULTI_CPU DistributedDataParallel", "rank 1: MULTI_CPU DistributedDataParallel"]
 
 
