@@ -22,7 +22,9 @@ case "$STACK" in
 esac
 if ! command -v espeak-ng >/dev/null || ! command -v sox >/dev/null; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng sox >/dev/null
+    # one installer at a time (the two stacks may install side by side); the second finds them there
+    flock /tmp/adaptkit-install-apt.lock sh -c 'command -v espeak-ng >/dev/null && command -v sox >/dev/null ||
+      { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng sox >/dev/null; }'
   else
     echo "warning: espeak-ng/sox missing; adaptkit synth needs them: sudo apt-get install espeak-ng sox" >&2
   fi
@@ -50,3 +52,7 @@ if [ "$STACK" = current ]; then
 else
   "$PIP" install -q --no-compile -e ".[$EXTRAS]"
 fi
+# byte-compile what adaptkit's commands import (pip's --no-compile left it to the first import, which
+# every process repeats where PYTHONDONTWRITEBYTECODE is set: an import of adaptkit.train is 17 s of
+# CPU uncached, 7 s cached)
+env -u PYTHONDONTWRITEBYTECODE "$VENV/bin/python" -c "import adaptkit.cli, adaptkit.train, adaptkit.eval.run, adaptkit.compare"

@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 
 # One intra-op thread, here and in the CLI subprocesses the tests start: the tiny models' ops are
 # too small to split, and on a loaded 2-core machine two threads made tests/freeze/test_training.py
 # 2.4x slower (64 s against 26 s). A value the caller sets wins.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+# Byte-code caching on, here and in the interpreters the tests start: the suite starts dozens of
+# them, and where the machine sets PYTHONDONTWRITEBYTECODE (this one does) each of them compiled
+# torch, transformers and peft from source again: 17 s of CPU an import of adaptkit.train against
+# 7 s with the cache (scripts/install.sh installs with --no-compile).
+sys.dont_write_bytecode = False
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
 from pathlib import Path  # noqa: E402
 

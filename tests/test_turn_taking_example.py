@@ -13,6 +13,11 @@ import pytest
 
 SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "turn_taking" / "run.py"
 
+pytestmark = pytest.mark.current_stack
+"""On one stack: the study's models are tiny composed ones (a Qwen2 / Qwen3 LLM from config classes
+both stacks have, no Qwen3-ASR), so the stacks run the same code; tests/turn covers the cascade's
+parts on both. The current stack's suite is the shorter one."""
+
 
 def test_the_turn_taking_study_runs_every_system(tmp_path):
     if shutil.which("espeak-ng") is None:
