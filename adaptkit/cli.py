@@ -59,6 +59,9 @@ def main() -> None:
     """Fine-tune the adapters of Speech-LLMs: train the projector and new-token rows."""
 
 
+DEVICE_HELP = "Where to {what}: cuda, cuda:1, mps or cpu [default: cuda when torch sees a GPU, else cpu]."
+
+
 def _recipe_and_overrides(recipe: str | None, overrides: tuple[str, ...]) -> tuple[str | None, tuple[str, ...]]:
     """`adaptkit plan train.lr=1` means the embedded default recipe with an override."""
     if recipe and "=" in recipe and not recipe.endswith((".yaml", ".yml")):
@@ -141,7 +144,7 @@ def train(recipe: str | None, overrides: tuple[str, ...], resume: bool, force: b
 @click.option("--batch-size", type=int, default=8, show_default=True)
 @click.option("--limit", type=int, default=None, help="Decode at most this many samples per manifest.")
 @click.option("--no-adapter", is_flag=True, help="With a recipe: score its base model, without the trained adapter.")
-@click.option("--device", default=None, help="Where to decode: cuda, cuda:1, cpu [default: cuda when there is a GPU].")
+@click.option("--device", default=None, help=DEVICE_HELP.format(what="decode"))
 @click.option("--no-force-language", is_flag=True,
               help="Let the model write `language X<asr_text>` itself (transcribe() without language=) instead of forcing it.")
 def eval_(target, data, out, task, hypotheses, batch_size, limit, no_adapter, device, no_force_language) -> None:
@@ -175,11 +178,13 @@ def eval_(target, data, out, task, hypotheses, batch_size, limit, no_adapter, de
 @click.option("--out", type=click.Path(file_okay=False), default="compare", show_default=True)
 @click.option("--no-share", is_flag=True, help="Do not share cached encoder outputs between variants.")
 @click.option("--limit", type=int, default=None, help="Score at most this many samples per test set.")
-def compare_(recipe, overrides, variants, variants_file, tests, out, no_share, limit) -> None:
+@click.option("--device", default=None, help=DEVICE_HELP.format(what="decode the test sets"))
+def compare_(recipe, overrides, variants, variants_file, tests, out, no_share, limit, device) -> None:
     """Train every variant of RECIPE on the same data and budget, score them, write one report."""
     from adaptkit.compare import compare
 
-    results = compare(recipe, list(variants), out, variants_file, list(tests), list(overrides), not no_share, limit)
+    results = compare(recipe, list(variants), out, variants_file, list(tests), list(overrides), not no_share, limit,
+                      device=device)
     for r in results:
         click.echo(f"{r.name}: {r.status}" + (f", cp_error_rate {r.scores.get('all', {}).get('cp_error_rate')}" if r.scores else ""))
     click.echo(f"report: {out}/report/report.md")
@@ -188,7 +193,8 @@ def compare_(recipe, overrides, variants, variants_file, tests, out, no_share, l
 @main.command(name="cascade")
 @click.argument("recipe", type=click.Path(dir_okay=False))
 @click.argument("overrides", nargs=-1)
-def cascade_(recipe, overrides) -> None:
+@click.option("--device", default=None, help=DEVICE_HELP.format(what="run the turn models"))
+def cascade_(recipe, overrides, device) -> None:
     """Streaming end of turn: train the gate, run each turn model of RECIPE as a speculative cascade
     (and on every chunk), run the baselines, write one comparison table and a trade-off plot."""
     import logging
@@ -197,7 +203,7 @@ def cascade_(recipe, overrides) -> None:
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     r = CascadeRecipe.load(recipe, overrides)
-    report = run_study(r)
+    report = run_study(r, device)
     for name, s in report["systems"].items():
         click.echo(f"{name}: calls/min {s['calls_per_minute']}, macro F1 {s['frames']['macro_f1']:.3f}")
     click.echo(f"report: {r.output_dir}/report.md")

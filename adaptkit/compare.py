@@ -87,6 +87,12 @@ def _run(args: list[str], log: Path) -> tuple[int, float, str]:
     return code, time.perf_counter() - start, last
 
 
+def _eval_step(target: list[str], test_sets: list[str], folder: Path, options: list[str]) -> tuple[int, float, str]:
+    """`adaptkit eval TARGET` on every test set into folder/eval, in a child process (`_run`)."""
+    args = ["eval", *target, *sum((["--data", t] for t in test_sets), []), "--out", str(folder / "eval"), *options]
+    return _run(args, folder / "eval.log")
+
+
 def _read_scores(report: Path, metrics: tuple[str, ...]) -> tuple[dict, dict, dict]:
     """The task's `metrics` per set, degeneration rows per set, and the header (normalisation, DER source)."""
     data = json.loads((report / "report.json").read_text())
@@ -112,9 +118,15 @@ def _test_sets(recipe: Recipe, data_dir: Path, tests: list[str]) -> list[str]:
 
 def compare(recipe_path: str | Path, names: list[str], out: str | Path, variants_file: str | Path | None = None,
             tests: list[str] = (), overrides: list[str] = (), share_encoder: bool = True, limit: int | None = None,
-            base_row: bool = True) -> list[VariantResult]:
-    """Train and score every variant; write out/report (Markdown, HTML, JSON, plots). Returns the results."""
+            base_row: bool = True, device: str | None = None) -> list[VariantResult]:
+    """Train and score every variant; write out/report (Markdown, HTML, JSON, plots). Returns the results.
+
+    `device` is where each eval step decodes (`adaptkit eval --device`; default: `cuda` when there is
+    a GPU, else `cpu`); one this machine lacks is refused before anything trains."""
+    from adaptkit.devices import resolve_device
+
     out = Path(out).resolve()
+    options = (["--limit", str(limit)] if limit else []) + ["--device", str(resolve_device(device))]  # of each eval step
     base = Recipe.load(recipe_path, overrides)
     if base.data is None:
         raise AdaptkitError(f"{recipe_path}: compare needs a data section")
@@ -132,7 +144,6 @@ def compare(recipe_path: str | Path, names: list[str], out: str | Path, variants
     raw.setdefault("train", {})
     if share_encoder:
         raw["train"]["encoder_cache_shared"] = str(out / "encoder_cache")
-    limit_args = ["--limit", str(limit)] if limit else []
     results = []
     for name, spec in variants.items():
         folder = out / "variants" / name
@@ -162,8 +173,7 @@ def compare(recipe_path: str | Path, names: list[str], out: str | Path, variants
         result.adapter_bytes = sum(f.stat().st_size for f in (folder / "run" / "adapter").iterdir() if f.is_file())
         rows = map(json.loads, (folder / "run" / "metrics.jsonl").read_text().splitlines())
         result.losses = [(x["step"], x["loss"]) for x in rows if "loss" in x]  # dev_metrics rows have none
-        args = ["eval", str(folder / "run" / "adapter"), *sum((["--data", t] for t in test_sets), []), "--out", str(folder / "eval"), *limit_args]
-        code, _, last = _run(args, folder / "eval.log")
+        code, _, last = _eval_step([str(folder / "run" / "adapter")], test_sets, folder, options)
         if code != 0:
             result.status = f"failed: {last.removeprefix('error: ')}"
             continue
@@ -174,8 +184,7 @@ def compare(recipe_path: str | Path, names: list[str], out: str | Path, variants
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / "recipe.yaml"
         path.write_text(yaml.safe_dump({**raw, "output_dir": str(folder / "run")}, allow_unicode=True, sort_keys=False))
-        args = ["eval", str(path), "--no-adapter", *sum((["--data", t] for t in test_sets), []), "--out", str(folder / "eval"), *limit_args]
-        code, wall, last = _run(args, folder / "eval.log")
+        code, wall, last = _eval_step([str(path), "--no-adapter"], test_sets, folder, options)
         base_result.wall_seconds = round(wall, 2)
         if code == 0:
             base_result.scores, base_result.degeneration, base_result.header = _read_scores(folder / "eval", metrics)

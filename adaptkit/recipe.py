@@ -54,7 +54,7 @@ class ModelSection:
     init_std: float | None = None
     """Tiny models only: init std of the random weights (default: the architecture's, 0.2)."""
     dtype: str = "float32"
-    """Weights dtype when loading a checkpoint: float32, bfloat16 or float16."""
+    """Weights dtype: float32, bfloat16 or float16 (a checkpoint is loaded in it, a tiny model cast to it)."""
     encoder: str | None = None
     """Composed models (arch or tiny `composed`): the audio encoder, a hub id or path (tiny: a model
     type, whisper, wav2vec2 or parakeet_encoder); left out, the model is text only."""
@@ -138,7 +138,13 @@ class TrainSection:
     clip: float | None = 1.0
     """Clip the gradient norm to this (None: no clipping)."""
     precision: str | bool = "no"
-    """Mixed precision through accelerate: no, bf16 or fp16 (`false`, and YAML's unquoted `no`, mean no)."""
+    """Mixed precision through accelerate: no, bf16 or fp16 (`false`, and YAML's unquoted `no`, mean no).
+    Under bf16 or fp16 what trains is kept in float32 (and so is the optimizer state) while frozen
+    weights stay in model.dtype; the merged checkpoint is written in model.dtype."""
+    gradient_checkpointing: bool = False
+    """Recompute the LLM's decoder layers in the backward instead of keeping their activations
+    (transformers' gradient checkpointing, non-reentrant): much less activation memory for LoRA
+    on a large LLM for about one more LLM forward per step; loss and gradients are unchanged."""
     seed: int = 0
     """Seed of sampling, initialisation and dropout."""
     eval_every: int = 0

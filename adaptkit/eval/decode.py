@@ -18,6 +18,7 @@ from torch import nn
 
 from adaptkit.data.audio import load_audio
 from adaptkit.data.manifest import Sample
+from adaptkit.devices import model_place
 from adaptkit.models.base import Architecture
 
 
@@ -52,11 +53,6 @@ def eos_ids(model: nn.Module, tokenizer) -> list[int]:
     return [int(i) for i in (ids if isinstance(ids, (list, tuple)) else [ids])]
 
 
-def default_device() -> str:
-    """`cuda` when a GPU is there, else `cpu`."""
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def _batch(tokenizer, feats: list[torch.Tensor], prompts: list[list[int]],
            device: torch.device, dtype: torch.dtype) -> dict[str, torch.Tensor]:
     """Left-padded prompt ids and right-padded features, on the model's device, features in its dtype."""
@@ -84,7 +80,7 @@ def decode(model: nn.Module, arch: Architecture, tokenizer, feature_extractor, s
     from tqdm.auto import tqdm
 
     model.eval()
-    param = next(p for p in model.parameters() if p.is_floating_point())
+    device, dtype = model_place(model)
     stop = eos_ids(model, tokenizer)
     score_ids = tokenizer.convert_tokens_to_ids(list(score_tokens))
     prefixes = prefixes or [""] * len(samples)
@@ -97,7 +93,7 @@ def decode(model: nn.Module, arch: Architecture, tokenizer, feature_extractor, s
                    + (tokenizer(pre, add_special_tokens=False)["input_ids"] if pre else [])
                    for s, f, pre in zip(chunk, feats, prefixes[start:start + batch_size])]
         limits = [length_limit(tokenizer, r) for r in refs]
-        inputs = _batch(tokenizer, feats, prompts, param.device, param.dtype)
+        inputs = _batch(tokenizer, feats, prompts, device, dtype)
         with torch.no_grad():
             result = arch.generate(model, **inputs, max_new_tokens=max(limits), eos_token_id=stop,
                                   pad_token_id=tokenizer.pad_token_id, do_sample=False, output_scores=bool(score_ids),

@@ -131,19 +131,6 @@ def score_rows(rows: list[dict], task: str, source: str, known_tokens: Iterable[
     return task_of(task).score(rows, source, known_tokens)
 
 
-def _device(name: str):
-    """A torch device from `--device`; an unknown or absent one is a one-line error."""
-    import torch
-
-    try:
-        device = torch.device(name)
-    except RuntimeError as err:
-        raise AdaptkitError(f"--device: {name!r} is not a device ({str(err).splitlines()[0]})") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise AdaptkitError(f"--device: {name!r} asked for, but torch sees no CUDA GPU here")
-    return device
-
-
 def read_hypotheses(path: str | Path) -> list[dict]:
     """Rows of an earlier decoded.jsonl; an empty or broken file is an error naming the line."""
     path = Path(path)
@@ -194,10 +181,11 @@ def evaluate(model_path: str | Path | None, data: list[str], out: str | Path, ta
     else:
         if not data:
             raise AdaptkitError("eval: give at least one --data manifest (or --hypotheses)")
-        from adaptkit.eval.decode import default_device
+        from adaptkit.devices import place, resolve_device
 
+        where = resolve_device(device)  # a device this machine lacks fails before anything loads
         t = load_task_model(model_path, task, adapter)
-        t.loaded.model.to(_device(device or default_device()))
+        place(t.loaded.model, where)
         rows, known = decode_task_model(t, data, batch_size, limit, force_language=force_language)
         name, task = t.name, t.task
     scores = score_rows(rows, task, str(hypotheses or ", ".join(data)), known)

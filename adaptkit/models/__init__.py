@@ -135,6 +135,8 @@ def load(section) -> Loaded:
                  if section.tiny == "composed" else {})
         model, tokenizer = build_tiny(section.tiny, tied=section.tied, vocab_size=section.vocab_size, init_std=section.init_std,
                                       size=section.size, **parts)
+        if section.dtype != "float32":  # built in float32 from the same seed, then cast: a bf16 recipe on CPU
+            model.to(getattr(torch, section.dtype))
         return Loaded(section.tiny, model, tokenizer, architecture(section.tiny).tiny_feature_extractor(**parts))
     for key in ("name", "encoder", "llm"):
         _check_path(key, getattr(section, key, None))

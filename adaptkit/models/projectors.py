@@ -56,8 +56,8 @@ class ConvTransformerProjector(nn.Module):
     def forward(self, states: list[torch.Tensor]) -> torch.Tensor:
         x = nn.utils.rnn.pad_sequence(states, batch_first=True)  # zeros beyond each end, as the conv pads
         x = nn.functional.gelu(self.conv(x.transpose(1, 2))).transpose(1, 2)
-        lengths = torch.tensor([self.length(s.shape[0]) for s in states])
-        padding = torch.arange(x.shape[1])[None, :] >= lengths[:, None]
+        lengths = torch.tensor([self.length(s.shape[0]) for s in states], device=x.device)
+        padding = torch.arange(x.shape[1], device=x.device)[None, :] >= lengths[:, None]  # on the GPU with x
         x = self.transformer(x, src_key_padding_mask=padding if padding.any() else None)
         return x[~padding]
 

@@ -32,10 +32,11 @@ from adaptkit.freeze.adapters import adapter_state
 from adaptkit.models import load
 from adaptkit.recipe import Recipe, blame, inside
 from adaptkit.tasks import task as task_of
-from adaptkit.train import checkpoint, trackers
+from adaptkit.train import checkpoint, checkpointing, trackers
 from adaptkit.train.distributed import check_global_batch, check_sharding, process_state
 from adaptkit.train.encoder_cache import EncoderCache, encoder_digest, sample_key
 from adaptkit.train.guard import Interrupted, StopFlag, run_lock, stop_on_signals
+from adaptkit.train.precision import in_loaded_dtypes, restore_dtypes, upcast_trainable
 from adaptkit.train.resume import CHANGEABLE, fingerprint as run_fingerprint
 from adaptkit.train.resume import check as resume_check
 from adaptkit.train.scoring import Best, best_metric, dev_metrics
@@ -242,6 +243,8 @@ class _Parts:
     dev_path: str | None = None
     allowed: set[str] = field(default_factory=set)
     """Tokens the manifests may hold (trained token rows and new tokens)."""
+    upcast: dict[str, torch.dtype] = field(default_factory=dict)
+    """Trainable parameters given float32 data under mixed precision, with their loaded dtype."""
 
 
 def _run(recipe: Recipe, out: Path, resume: bool, allow_change: tuple[str, ...], stop: StopFlag) -> Summary:
@@ -302,6 +305,9 @@ def _build(recipe: Recipe, out: Path) -> _Parts:
     arch, tok = loaded.architecture, loaded.tokenizer
     model, report = apply(loaded.model, recipe.freeze, tokenizer=tok)
     frozen = fingerprint(model)
+    upcast = upcast_trainable(model.named_parameters(), t.precision)  # before the optimizer: its state is float32 too
+    if t.gradient_checkpointing:
+        checkpointing.enable(model, model.adaptkit.cmap.llm)
     allowed = set(report.token_rows) | set(recipe.new_tokens.tokens if recipe.new_tokens else [])
     for tag in task_of(recipe.task).allowed_tokens:
         if tag not in tok.get_vocab():
@@ -331,7 +337,7 @@ def _build(recipe: Recipe, out: Path) -> _Parts:
     module, optimizer = accelerator.prepare(module, optimizer)  # the loaders are sharded by adaptkit.data.sharding
     return _Parts(accelerator, loaded, model, report, frozen, samples, skipped, sampler, loader, dev_loader, module, dev_module,
                   named, optimizer, scheduler, total, ctc_head, run_fingerprint(recipe, train_path, dev_path),
-                  dev_path, allowed)
+                  dev_path, allowed, upcast)
 
 
 def total_steps(recipe: Recipe, batches_per_epoch: int) -> int:
@@ -602,8 +608,9 @@ class _Trainer:
         t, acc, p = self.t, self.acc, self.parts
         stop = 0.0
         if acc.is_main_process:
-            metrics = dev_metrics(p.model, p.loaded, self.recipe.task, self.recipe.language, self.recipe.prompt, p.allowed,
-                                  p.dev_path, t.eval_samples, t.batch_size, self.recipe.data.on_bad_sample)
+            with in_loaded_dtypes(p.model, p.upcast):  # decoded as `adaptkit eval` loads the adapter
+                metrics = dev_metrics(p.model, p.loaded, self.recipe.task, self.recipe.language, self.recipe.prompt, p.allowed,
+                                      p.dev_path, t.eval_samples, t.batch_size, self.recipe.data.on_bad_sample)
             train_mode(p.model)
             improved = self.best.update(step, metrics)
             self._scalars({f"dev/{k}": v for k, v in metrics.items() if isinstance(v, (int, float)) and k != "n"}, step)
@@ -696,6 +703,7 @@ class _Trainer:
                 raise RuntimeError(f"frozen weights moved during training: {', '.join(changed[:3])}")
             self._write_adapter(out / "adapter")
             if self.t.merged:
+                restore_dtypes(p.model, p.upcast)  # the merged checkpoint in the recipe's dtype throughout
                 self._io(out / "merged", lambda: save_merged(p.model, out / "merged", *p.loaded.save_pretrained_objects(),
                                                              carry=p.loaded.carried_files()))
         acc.wait_for_everyone()

@@ -19,7 +19,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -29,6 +29,9 @@ from adaptkit.recipe import Recipe, blame, read_yaml
 from adaptkit.turn import cascade
 from adaptkit.turn.latency import Timed, one_thread, percentiles
 from adaptkit.validation import check_choice, from_dict
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger("adaptkit")
 BASELINES = ("vad_timeout", "smart_turn")
@@ -102,8 +105,10 @@ class CascadeRecipe:
         return recipe
 
 
-def _verifier(path: str):
-    """The end-of-turn verifier of a turn model, ready to ask; a recipe without a trained adapter is trained first."""
+def _verifier(path: str, device: torch.device | str):
+    """The end-of-turn verifier of a turn model on `device`, ready to ask; a recipe without a trained
+    adapter is trained first."""
+    from adaptkit.devices import place
     from adaptkit.eval.run import load_task_model
     from adaptkit.tasks import task
     from adaptkit.train import run
@@ -114,6 +119,7 @@ def _verifier(path: str):
             log.info("training the turn model %s", path)
             run(recipe)
     task_model = load_task_model(path)
+    place(task_model.loaded.model, device)
     verifier = task(task_model.task).verifier(task_model)
     if verifier is None:
         raise AdaptkitError(f"turn_models: {path} is a {task_model.task} model, which gives no end-of-turn probability; "
@@ -168,16 +174,21 @@ def _gate(recipe: CascadeRecipe, train: Path, out: Path):
     return gru.StreamingGate(model), {"kind": "gru", **stats}
 
 
-def run_study(recipe: CascadeRecipe) -> dict[str, Any]:
-    """Run every system on the test conversations; write report.md, report.json and plots/tradeoff.png."""
-    from adaptkit.data.audio import load_audio
+def run_study(recipe: CascadeRecipe, device: str | None = None) -> dict[str, Any]:
+    """Run every system on the test conversations; write report.md, report.json and plots/tradeoff.png.
 
+    The turn models run on `device` (default: `cuda` when there is a GPU, else `cpu`; one this machine
+    lacks is refused before anything trains); the gates and Smart Turn stay on the CPU."""
+    from adaptkit.data.audio import load_audio
+    from adaptkit.devices import resolve_device
+
+    where = resolve_device(device)
     out = recipe.output_dir
     out.mkdir(parents=True, exist_ok=True)
     folder = _data_folder(recipe) if recipe.data else None  # a recipe's own data exists only after training it
     if folder is not None:
         _conversations(folder / recipe.test, recipe.limit)  # fail on missing data before any training
-    verifiers = {name: _verifier(path) for name, path in recipe.turn_models.items()}
+    verifiers = {name: _verifier(path, where) for name, path in recipe.turn_models.items()}
     folder = folder or _data_folder(recipe)
     convs = _conversations(folder / recipe.test, recipe.limit)
     waves = [load_audio(p, cascade.SAMPLE_RATE) for p, _ in convs]
@@ -221,7 +232,8 @@ def run_study(recipe: CascadeRecipe) -> dict[str, Any]:
             add("baseline: Smart Turn v3.2", "Silero VAD", SmartTurnVerifier(), g=silero)
     report = {"data": str(folder / recipe.test), "split": recipe.test, "conversations": len(convs),
               "minutes": round(sum(len(w) for w in waves) / 16000 / 60, 2), "gate": gate_info, "threshold": recipe.threshold,
-              "timeout": recipe.timeout, "asks": recipe.asks, "systems": systems, "latency_ms": part_latency(systems)}
+              "timeout": recipe.timeout, "asks": recipe.asks, "device": str(where), "systems": systems,
+              "latency_ms": part_latency(systems)}
     write_report(report, out)
     return report
 
@@ -269,7 +281,8 @@ def to_markdown(report: dict) -> str:
     systems = report["systems"]
     lines = [f"# Turn taking on {report['data']}", "",
              f"{report['conversations']} conversations, {report['minutes']} min; frames of 100 ms; operating point: "
-             f"P(end) >= {report['threshold']} (timeouts: {report['timeout']} s of silence). Gate: {report['gate'].get('kind')}. "
+             f"P(end) >= {report['threshold']} (timeouts: {report['timeout']} s of silence). Gate: {report['gate'].get('kind')}; "
+             f"turn models on {report.get('device', 'cpu')}. "
              "A frame's label is what the system knows at the frame's end (the first 200 ms of a silence stay Pause until "
              "the turn model answers). A Gap is detected when the system labels it Gap before the next speaker starts; "
              "its latency runs from the start of the silence; a false cut-off is a Pause labelled Gap before the speaker "

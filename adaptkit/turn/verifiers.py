@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from adaptkit.devices import model_place
 from adaptkit.tasks.turn_tags import TAGS
 
 SAMPLE_RATE = 16000
@@ -35,10 +36,13 @@ class TagVerifier:
             return 0.0
         arch, loaded = self.arch, self.task_model.loaded
         model, tok = loaded.model, loaded.tokenizer
+        device, dtype = model_place(model)  # the inputs go where the model is, the features in its dtype
         feats = arch.features(loaded.feature_extractor, audio[-int(self.context * SAMPLE_RATE):])
         ids = arch.prompt_ids(tok, arch.audio_token_count(feats.shape[-1], model), self.task_model.prompt)
-        states = arch.encode_audio(model, feats[None], torch.ones(1, feats.shape[-1], dtype=torch.long))
-        hidden = arch.llm_hidden(model, torch.tensor([ids]), torch.ones(1, len(ids), dtype=torch.long), arch.project(model, states))
+        frames = torch.ones(1, feats.shape[-1], dtype=torch.long, device=device)
+        states = arch.encode_audio(model, feats[None].to(device=device, dtype=dtype), frames)
+        hidden = arch.llm_hidden(model, torch.tensor([ids], device=device), torch.ones(1, len(ids), dtype=torch.long, device=device),
+                                 arch.project(model, states))
         probs = torch.softmax(arch.logits(model, hidden[:, -1]).float()[0, self.tag_ids], dim=-1)
         return float(1.0 - probs[1])
 
@@ -48,7 +52,10 @@ class EndOfTurnVerifier:
 
     The words are the reference units that ended by then (an oracle ASR: it isolates the turn
     model from recognition errors); the last speaker's message is left open, the others are
-    closed, backchannels are left out as in turn_end.jsonl."""
+    closed, backchannels are left out as in turn_end.jsonl. Each call scores the conversation so far
+    through `EndOfTurnScorer.score`, which runs only the tokens added since the last call on the KV
+    cache (none when no word ended since: most chunks of the every-chunk system), with the
+    probability of a full recomputation."""
 
     def __init__(self, task_model) -> None:
         from adaptkit.end_of_turn import EndOfTurnScorer
@@ -65,12 +72,13 @@ class EndOfTurnVerifier:
         self.units = [u for u in record.get("units", []) if u.get("label") != "backchannel"]
         script = SCRIPTS.get(record.get("language"))
         self.sep = " " if script is None or script.spaced else ""
+        self.scorer.reset()
 
     def __call__(self, audio: np.ndarray, end: float) -> float:
         from adaptkit.synth.manifests import chat_messages
 
         done = [(u["speaker"], u["text"]) for u in self.units if u["end"] <= end + 0.05]
-        return self.scorer.start(chat_messages(done, self.sep)) if done else 0.0
+        return self.scorer.score(chat_messages(done, self.sep)) if done else 0.0
 
 
 class SmartTurnVerifier:

@@ -210,7 +210,7 @@ def test_the_text_verifier_reads_the_words_said_before_the_silence(language, joi
     model, tok = build_tiny("composed", encoder=None, llm="qwen3")
     verifier = EndOfTurnVerifier(TaskModel(Loaded("composed", model, tok, None), "turn_end", language, "", set(), "tiny"))
     seen = []
-    verifier.scorer.start = lambda messages: seen.append(messages) or 0.7
+    verifier.scorer.score = lambda messages: seen.append(messages) or 0.7
     units = [{"speaker": "spk_0", "start": 0.0, "end": 1.0, "text": "こんにちは", "label": "complete"},
              {"speaker": "spk_1", "start": 1.3, "end": 2.0, "text": "はい", "label": "incomplete"},
              {"speaker": "spk_0", "start": 2.0, "end": 2.2, "text": "ええ", "label": "backchannel"},
