@@ -38,6 +38,10 @@ Key = Union[int, tuple[int, int]]
 """A dataset index: `i`, `~i` (sharding's padding entry: sample i, no loss) or `(i, n)` (cached, n placeholders)."""
 PREFETCH = 2
 """Batches each worker prepares ahead (torch's default): with 2 workers up to 4 batches wait ready."""
+SHARED_BYTES = 1 << 20
+"""A worker hands tensors from this size on through shared memory (torch's way: a descriptor passed
+over a socket per tensor, about a millisecond each); smaller ones (ids, masks, labels) go pickled as
+numpy arrays, which measured 5.1 s against 3.9 s of training loop for 60 tiny steps before."""
 
 
 @dataclass(frozen=True)
@@ -99,6 +103,8 @@ def collate_fn(pad_id: int) -> Callable[[list], dict]:
         batch["labels"][~batch["real"]] = IGNORE  # a padding entry: no supervised position, no loss
         if "ctc_labels" in batch:
             batch["ctc_labels"][~batch["real"]] = IGNORE
+        if get_worker_info() is not None:
+            batch = {k: v.numpy() if isinstance(v, torch.Tensor) and v.nbytes < SHARED_BYTES else v for k, v in batch.items()}
         return batch
     return fn
 
@@ -193,5 +199,5 @@ def timed(batches: Iterable[dict], clock: DataClock | None = None) -> Iterator[d
                 clock.waited += time.perf_counter() - start
         if "error" in batch:
             raise AdaptkitError(batch["error"])
-        yield batch
+        yield {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in batch.items()}
         start = time.perf_counter()
