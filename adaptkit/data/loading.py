@@ -41,7 +41,8 @@ PREFETCH = 2
 SHARED_BYTES = 1 << 20
 """A worker hands tensors from this size on through shared memory (torch's way: a descriptor passed
 over a socket per tensor, about a millisecond each); smaller ones (ids, masks, labels) go pickled as
-numpy arrays, which measured 5.1 s against 3.9 s of training loop for 60 tiny steps before."""
+numpy arrays. Measured on 60 tiny cached steps (batches of 2, this 2-core machine under load): the
+training loop took 5.1-6.0 s with every tensor shared, 4.3-5.0 s so, 3.8-4.2 s without workers."""
 
 
 @dataclass(frozen=True)
