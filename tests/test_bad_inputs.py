@@ -195,6 +195,8 @@ CASES = [
     Case("override", "beta of 1", lambda w: w.train("train.betas=[0.9,1.0]"), "train.betas: expected two numbers in [0, 1)"),
     Case("override", "negative weight decay", lambda w: w.train("train.weight_decay=-5"), "train.weight_decay: must be a finite number >= 0"),
     Case("override", "log_every 0", lambda w: w.train("train.log_every=0"), "train.log_every: must be a finite number >= 1"),
+    Case("override", "data_workers negative", lambda w: w.train("train.data_workers=-1"), "train.data_workers: must be a finite number >= 0"),
+    Case("override", "data_workers fraction", lambda w: w.train("train.data_workers=1.5"), "train.data_workers: expected int, got float 1.5"),
     Case("override", "eval_every negative", lambda w: w.train("train.eval_every=-1"), "train.eval_every: must be a finite number >= 0"),
     Case("override", "save_every negative", lambda w: w.train("train.save_every=-1"), "train.save_every: must be a finite number >= 0"),
     Case("override", "save minutes negative", lambda w: w.train("train.save_every_minutes=-1"), "train.save_every_minutes: must be a finite number >= 0"),

@@ -32,9 +32,17 @@ def load_audio(path: str | Path, sample_rate: int, start: float | None = None, e
         raise AdaptkitError(f"{path}: cannot read audio ({str(err).strip().splitlines()[0]})") from None
     wave = wave.mean(axis=1)
     if rate != sample_rate:
-        if (rate, sample_rate) not in _noted:
-            _noted.add((rate, sample_rate))
-            log.warning("resampling audio from %d Hz to %d Hz (first: %s; noted once)", rate, sample_rate, path)
+        note_resampling(rate, sample_rate, path)
         g = gcd(rate, sample_rate)
         wave = resample_poly(wave, sample_rate // g, rate // g).astype(np.float32)
     return wave
+
+
+def note_resampling(rate: int, sample_rate: int, path: str | Path) -> None:
+    """Log, once per process and rate pair, that audio at `rate` Hz is resampled to `sample_rate`.
+
+    Training calls it in the main process for every sample before its DataLoader workers fork: they
+    inherit the pairs already noted, so a note is written once, not once per worker."""
+    if rate != sample_rate and (rate, sample_rate) not in _noted:
+        _noted.add((rate, sample_rate))
+        log.warning("resampling audio from %d Hz to %d Hz (first: %s; noted once)", rate, sample_rate, path)

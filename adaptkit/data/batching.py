@@ -27,28 +27,35 @@ class Encoded:
     """Log-mel features (n_mels, frames); None for a text-only sample."""
     ctc_ids: list[int] | None = None
     """Token ids of the plain transcript (control tokens removed), for an auxiliary CTC loss."""
+    cached: bool = False
+    """The sample's encoder output is cached: its audio was not read and `features` is None."""
 
 
 def encode(sample: Sample, arch: Architecture, tokenizer, feature_extractor, target: str, system: str, sample_rate: int,
-           ctc: bool = False, model: nn.Module | None = None) -> Encoded:
+           ctc: bool = False, model: nn.Module | None = None, n_audio: int | None = None) -> Encoded:
     """Audio -> features; prompt (masked from the loss) + target + eos -> ids and labels.
 
     A text-only sample (no audio) is the target alone, every token supervised. `model` is needed
-    where the placeholder count depends on it (composed models, Voxtral, Granite Speech)."""
+    where the placeholder count depends on it (composed models, Voxtral, Granite Speech). With
+    `n_audio` (the placeholder count of a sample whose encoder output is cached) the audio is
+    neither read nor turned into features."""
     if sample.audio is None:
         ids = tokenizer(target, add_special_tokens=False)["input_ids"]
         return Encoded(sample, ids, list(ids), None)
-    wave = load_audio(sample.audio, sample_rate, sample.start, sample.end)
-    feats = arch.features(feature_extractor, wave)
-    n_audio = arch.audio_token_count(feats.shape[-1], model)
+    feats = None
+    if n_audio is None:
+        wave = load_audio(sample.audio, sample_rate, sample.start, sample.end)
+        feats = arch.features(feature_extractor, wave)
+        n_audio = arch.audio_token_count(feats.shape[-1], model)
     prompt = arch.prompt_ids(tokenizer, n_audio, sample.prompt or system)
     answer = tokenizer(target, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
     ctc_ids = tokenizer(" ".join(CONTROL_TOKEN.sub(" ", sample.text).split()), add_special_tokens=False)["input_ids"] if ctc else None
-    return Encoded(sample, prompt + answer, [IGNORE] * len(prompt) + answer, feats, ctc_ids)
+    return Encoded(sample, prompt + answer, [IGNORE] * len(prompt) + answer, feats, ctc_ids, cached=feats is None)
 
 
 def collate(items: list[Encoded], pad_id: int) -> dict:
-    """Right-padded tensors; `index` keeps the dataset positions for the encoder cache."""
+    """Right-padded tensors. A sample whose encoder output is cached has no feature frames (its
+    `feature_attention_mask` row is all 0) and is True in `cached`."""
     width = max(len(x.input_ids) for x in items)
     batch = {
         "input_ids": torch.full((len(items), width), pad_id, dtype=torch.long),
@@ -60,14 +67,17 @@ def collate(items: list[Encoded], pad_id: int) -> dict:
         batch["input_ids"][i, :n] = torch.tensor(x.input_ids)
         batch["labels"][i, :n] = torch.tensor(x.labels)
         batch["attention_mask"][i, :n] = 1
-    if items[0].features is None:  # a text-only batch
+    heard = [x.features for x in items if x.features is not None]
+    if not heard and not any(x.cached for x in items):  # a text-only batch
         return batch
-    frames = max(x.features.shape[-1] for x in items)
-    batch["input_features"] = torch.zeros((len(items), items[0].features.shape[0], frames))
+    frames = max((f.shape[-1] for f in heard), default=0)
+    batch["input_features"] = torch.zeros((len(items), heard[0].shape[0] if heard else 0, frames))
     batch["feature_attention_mask"] = torch.zeros((len(items), frames), dtype=torch.long)
+    batch["cached"] = torch.tensor([x.cached for x in items])
     for i, x in enumerate(items):
-        batch["input_features"][i, :, : x.features.shape[-1]] = x.features
-        batch["feature_attention_mask"][i, : x.features.shape[-1]] = 1
+        if x.features is not None:
+            batch["input_features"][i, :, : x.features.shape[-1]] = x.features
+            batch["feature_attention_mask"][i, : x.features.shape[-1]] = 1
     if items[0].ctc_ids is not None:
         longest = max(len(x.ctc_ids) for x in items)
         batch["ctc_labels"] = torch.full((len(items), longest), IGNORE, dtype=torch.long)

@@ -77,6 +77,8 @@ class Sample:
     end: float | None = None
     label: str | None = None
     duration: float = 0.0
+    rate: int = 0
+    """The audio file's own sample rate in Hz (0: no audio)."""
     fields: dict[str, Any] = field(default_factory=dict)
 
 
@@ -98,9 +100,9 @@ def _declared_wav_bytes(path: Path) -> tuple[int, int] | None:
             f.seek(size + (size & 1), 1)
 
 
-def _check_audio(path: Path, where: str, start: float | None, end: float | None) -> float:
-    """The seconds of audio the sample uses, after checking the file: a folder, an unreadable or
-    truncated file, a span outside it, or a NaN / inf sample are errors naming `where`."""
+def _check_audio(path: Path, where: str, start: float | None, end: float | None) -> tuple[float, int]:
+    """The seconds of audio the sample uses and the file's rate, after checking the file: a folder,
+    an unreadable or truncated file, a span outside it, or a NaN / inf sample are errors naming `where`."""
     import numpy as np
     import soundfile as sf
 
@@ -125,7 +127,7 @@ def _check_audio(path: Path, where: str, start: float | None, end: float | None)
         raise AdaptkitError(f"{where}: cannot read audio {path} ({str(err).splitlines()[0]})")
     if not np.isfinite(wave).all():
         raise AdaptkitError(f"{where}: audio {path} has NaN or infinite samples")
-    return len(wave) / info.samplerate
+    return len(wave) / info.samplerate, info.samplerate
 
 
 def _number(data: dict[str, Any], key: str, where: str) -> float | None:
@@ -180,12 +182,13 @@ def parse_line(raw: str, where: str, base: Path, allowed_tokens: set[str], requi
     start, end = _number(data, "start", where), _number(data, "end", where)
     if start is not None and end is not None and end <= start:
         raise AdaptkitError(f"{where}: empty audio span (start {start}, end {end})")
-    duration = _check_audio(path, where, start, end)
+    duration, rate = _check_audio(path, where, start, end)
     if duration <= 0:
         raise AdaptkitError(f"{where}: empty audio span (start {start}, end {end})")
     return Sample(
         id=str(data.get("id", where)), where=where, audio=path, text=text, language=language,
-        prompt=prompt or "", start=start, end=end, label=data.get("label"), duration=duration, fields=data,
+        prompt=prompt or "", start=start, end=end, label=data.get("label"), duration=duration, rate=rate,
+        fields=data,
     )
 
 

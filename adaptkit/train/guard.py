@@ -1,4 +1,5 @@
-"""One run per output_dir (a lock naming its holder) and preemption (SIGTERM / SIGINT at a step boundary)."""
+"""One run per output_dir (a lock naming its holder), preemption (SIGTERM / SIGINT at a step
+boundary), and the helper processes a run forks (DataLoader workers), which take part in neither."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import os
 import signal
 import socket
+import sys
 import time
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -15,6 +17,8 @@ from typing import Iterator
 from adaptkit.errors import AdaptkitError
 
 LOCK = ".adaptkit.lock"
+_HELD: set[int] = set()
+"""Descriptors of the run locks this process holds (a forked worker closes its copies)."""
 
 
 def writable_dir(out: Path) -> None:
@@ -48,8 +52,10 @@ def output_lock(out: Path) -> Iterator[None]:
             raise AdaptkitError(f"output_dir {out} is in use by another run ({_holder(path)}); wait for it or choose another output_dir") from None
         os.ftruncate(fd, 0)
         os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%d %H:%M:%S")}).encode())
+        _HELD.add(fd)
         yield
     finally:
+        _HELD.discard(fd)
         os.close(fd)  # closing releases the lock
 
 
@@ -126,3 +132,33 @@ def stop_on_signals() -> Iterator[StopFlag]:
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+def detach_worker(parent: int, worker_id: int = 0) -> None:
+    """Make a process forked from the run `parent` (a DataLoader worker; `worker_id` is torch's
+    `worker_init_fn` argument) one that neither holds the run nor stops it:
+
+    - its copies of the run lock's descriptors are closed, so a killed run's lock goes with the run's
+      process (a flock is released when every descriptor of it is closed, forked copies included)
+      and `--resume` can take it at once;
+    - SIGTERM and SIGINT are ignored: a Ctrl-C reaches the whole process group and a scheduler may
+      signal every process, but only the run decides to stop (at a step boundary) and then shuts its
+      workers down; a worker killed by the signal would make torch's SIGCHLD handler fail the run
+      mid-step instead;
+    - on Linux it gets SIGKILL when the run's process dies (PR_SET_PDEATHSIG), so a SIGKILLed run
+      leaves no worker behind (torch's own watchdog notices only within seconds), and a worker that
+      hangs at shutdown, which torch's SIGTERM no longer ends, goes when the run exits."""
+    for fd in list(_HELD):
+        try:
+            os.close(fd)  # closing a copy does not unlock: the run's own descriptor still holds it
+        except OSError:
+            pass
+    _HELD.clear()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, signal.SIG_IGN)
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # 1: PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the run died before the line above took effect
+        os._exit(0)

@@ -10,18 +10,21 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import signal
 import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset
 
 from adaptkit.atomic import atomic_write_text
-from adaptkit.data.batching import IGNORE, BucketBatchSampler, Encoded, collate, encode
+from adaptkit.data import loading
+from adaptkit.data.audio import note_resampling
+from adaptkit.data.batching import BucketBatchSampler, Encoded, encode
 from adaptkit.data.sharding import ProcessShard
 from adaptkit.data.manifest import Sample, read_manifest
 from adaptkit.data.sampling import downsample, filter_samples, sample_weights
@@ -35,7 +38,7 @@ from adaptkit.tasks import task as task_of
 from adaptkit.train import checkpoint, checkpointing, trackers
 from adaptkit.train.distributed import check_global_batch, check_sharding, process_state
 from adaptkit.train.encoder_cache import EncoderCache, encoder_digest, sample_key
-from adaptkit.train.guard import Interrupted, StopFlag, run_lock, stop_on_signals
+from adaptkit.train.guard import Interrupted, StopFlag, detach_worker, run_lock, stop_on_signals
 from adaptkit.train.precision import in_loaded_dtypes, restore_dtypes, upcast_trainable
 from adaptkit.train.resume import CHANGEABLE, fingerprint as run_fingerprint
 from adaptkit.train.resume import check as resume_check
@@ -71,6 +74,13 @@ class Summary:
     encoded_samples: int | None = None
     """Train samples run through the frozen encoder, over all processes and epochs (None: the
     encoder trains or train.encoder_cache is off); with the cache, each sample once."""
+    data_wait_share: float | None = None
+    """The data path's share of the training loop, in [0, 1]: the time the main process waited for
+    train batches (reading audio, features, tokens; in train.data_workers or in the process itself)
+    over that wait plus the optimizer steps (forward, backward, update; not checkpoints or dev
+    evaluations). The largest over the processes, for this invocation (a resume counts afresh); None
+    when no step ran. Also the progress bar's `data=`. Well above 0 the GPU waits for data: raise
+    train.data_workers, or keep the encoder cache on (later epochs then read no audio)."""
 
 
 def peak_memory_mb() -> float | None:
@@ -85,34 +95,6 @@ def peak_memory_mb() -> float | None:
     except OSError:
         pass
     return None
-
-
-class _Samples(Dataset):
-    """Samples encoded on demand (audio, features, ids); `index` travels with each item. A
-    negative index `~i` (sharding's padding entry) is sample i, marked as carrying no loss."""
-
-    def __init__(self, samples: list[Sample], encode_one):
-        self.samples, self.encode_one = samples, encode_one
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, i: int) -> tuple[int, Encoded, bool]:
-        real = i >= 0
-        i = i if real else ~i
-        return i, self.encode_one(self.samples[i]), real
-
-
-def _collate(pad_id: int):
-    def fn(items):
-        batch = collate([e for _, e, _ in items], pad_id)
-        batch["index"] = torch.tensor([i for i, _, _ in items])
-        batch["real"] = torch.tensor([r for _, _, r in items])
-        batch["labels"][~batch["real"]] = IGNORE  # a padding entry: no supervised position, no loss
-        if "ctc_labels" in batch:
-            batch["ctc_labels"][~batch["real"]] = IGNORE
-        return batch
-    return fn
 
 
 def schedule(recipe: Recipe, total: int):
@@ -153,6 +135,9 @@ def _read(recipe: Recipe, path: str, allowed: set[str], training: bool) -> tuple
                 raise AdaptkitError(msg)
             skipped.append(msg)
     samples = [s for s in samples if s.duration <= d.max_audio_seconds]
+    for s in samples:  # here, before any DataLoader worker forks: each would note it again
+        if s.audio is not None:
+            note_resampling(s.rate, d.sample_rate, s.audio)
     samples = t.for_training(samples)
     if training:
         samples = filter_samples(samples, d.filters)
@@ -317,7 +302,6 @@ def _build(recipe: Recipe, out: Path) -> _Parts:
     dev_samples = _read(recipe, dev_path, allowed, training=False)[0] if dev_path else []
     if skipped:
         log.warning("skipped %d bad samples (data.on_bad_sample: skip), first: %s", len(skipped), skipped[0])
-    sampler, loader, dev_loader = _loaders(recipe, loaded, samples, dev_samples, accelerator.process_index, world)
     trains_encoder = encoder_trains(model)
     ctc_head = _ctc_head(recipe, model, trains_encoder)
     weights_by_token = _token_weights(recipe, tok)
@@ -325,6 +309,7 @@ def _build(recipe: Recipe, out: Path) -> _Parts:
     module = SpeechLMLoss(model, arch, trains_encoder, weights_by_token, cache_for(samples), [s.where for s in samples],
                           ctc_head, t.ctc_weight)
     dev_module = SpeechLMLoss(model, arch, trains_encoder, weights_by_token, cache_for(dev_samples), [s.where for s in dev_samples])
+    sampler, loader, dev_loader = _loaders(recipe, loaded, samples, dev_samples, (module, dev_module), accelerator.process_index, world)
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     named += [(f"ctc_head.{n}", p) for n, p in ctc_head.named_parameters()] if ctc_head is not None else []
     params = [p for _, p in named]
@@ -351,27 +336,31 @@ def total_steps(recipe: Recipe, batches_per_epoch: int) -> int:
     return math.ceil(t.epochs * per_epoch)
 
 
-def _loaders(recipe: Recipe, loaded, samples: list[Sample], dev_samples: list[Sample], rank: int, world: int):
-    """The train batch sampler (global batches) and this process's train and dev loaders."""
+def _loaders(recipe: Recipe, loaded, samples: list[Sample], dev_samples: list[Sample], modules: tuple[SpeechLMLoss, SpeechLMLoss],
+             rank: int, world: int):
+    """The train batch sampler (global batches) and this process's train and dev loaders. A sample
+    whose encoder output `modules` (train, dev) hold cached is loaded without audio or features."""
     t, tok = recipe.train, loaded.tokenizer
     target = task_of(recipe.task).target
 
-    def encode_one(s: Sample) -> Encoded:
+    def encode_one(s: Sample, n_audio: int | None = None) -> Encoded:
         return encode(s, loaded.architecture, tok, loaded.feature_extractor, target(s, recipe.language), recipe.prompt, recipe.data.sample_rate,
-                      ctc=t.ctc_weight > 0, model=loaded.model)
+                      ctc=t.ctc_weight > 0, model=loaded.model, n_audio=n_audio)
 
     def length(s: Sample) -> int:  # the bucketing key: centiseconds of audio, or characters of text
         return round(s.duration * 100) if s.audio is not None else len(target(s, recipe.language))
 
+    def make(items: list[Sample], batches, module: SpeechLMLoss):
+        marked = loading.CachedMarks(ProcessShard(batches, rank, world), module.cached_placeholders)
+        return loading.loader(loading.SampleDataset(items, encode_one, t.seed), marked, tok.pad_token_id, t.data_workers, t.seed,
+                              partial(detach_worker, os.getpid()))
+
     weights = sample_weights(samples, recipe.data.weight_field) if recipe.data.weight_field else None
     sampler = BucketBatchSampler([length(s) for s in samples], t.batch_size, t.seed, True, weights, recipe.data.max_weight)
-    loader = DataLoader(_Samples(samples, encode_one), batch_sampler=ProcessShard(sampler, rank, world),
-                        collate_fn=_collate(tok.pad_token_id))
     dev_loader = None
     if dev_samples:
-        dev_sampler = ProcessShard(BucketBatchSampler([length(s) for s in dev_samples], t.batch_size, shuffle=False), rank, world)
-        dev_loader = DataLoader(_Samples(dev_samples, encode_one), batch_sampler=dev_sampler, collate_fn=_collate(tok.pad_token_id))
-    return sampler, loader, dev_loader
+        dev_loader = make(dev_samples, BucketBatchSampler([length(s) for s in dev_samples], t.batch_size, shuffle=False), modules[1])
+    return sampler, make(samples, sampler, modules[0]), dev_loader
 
 
 def _ctc_head(recipe: Recipe, model, trains_encoder: bool) -> torch.nn.Linear | None:
@@ -456,6 +445,8 @@ class _Trainer:
         self.step_samples: list[int] = []
         """Dataset indices this process trained on in the last step (logged as metrics.jsonl `samples`)."""
         self.last_save = time.monotonic()
+        self.clock = loading.DataClock()
+        """Time this process waited for batches against time in optimizer steps (Summary.data_wait_share)."""
         self.best, self.stopped_early = Best(best_metric(recipe.task, self.t.best_metric)), False
         self.scoring = bool(self.t.eval_every and self.t.eval_samples and parts.dev_path)
 
@@ -486,7 +477,9 @@ class _Trainer:
                 if self.writer is not None:
                     self.writer.flush()
             return self._finish(time.perf_counter() - self.started)
-        finally:  # on every exit, a stop by an error or a signal too: no writer thread left running
+        finally:  # on every exit, a stop by an error or a signal too: no writer thread or worker left running
+            loading.close(self.parts.loader)
+            loading.close(self.parts.dev_loader)
             if self.writer is not None:
                 self.writer.close()
             if self.t.log_with:
@@ -507,12 +500,14 @@ class _Trainer:
         while pos.step < p.total:
             p.sampler.epoch = pos.epoch
             p.loader.batch_sampler.skip = pos.done_in_epoch  # a resume: the global batches already trained on
-            for batch in p.loader:
+            for batch in loading.timed(p.loader, self.clock):
                 pos.done_in_epoch += 1
                 window.append(send_to_device(batch, self.acc.device))
                 if len(window) < self.t.grad_accum:
                     continue
+                started = time.perf_counter()
                 self._step(window)
+                self.clock.stepped += time.perf_counter() - started
                 window = []
                 if self._after_step() or pos.step >= p.total:
                     return
@@ -575,7 +570,7 @@ class _Trainer:
         lr = self.parts.scheduler.get_last_lr()[0]
         self.bar.update(1)
         rate = self.seen / max(time.perf_counter() - self.started, 1e-9)
-        self.bar.set_postfix(loss=f"{self.loss_value:.4f}", lr=f"{lr:.2e}", samples_s=f"{rate:.1f}")
+        self.bar.set_postfix(loss=f"{self.loss_value:.4f}", lr=f"{lr:.2e}", samples_s=f"{rate:.1f}", data=f"{self.clock.share():.0%}")
         if step % t.log_every == 0:
             samples = gather_object([self.step_samples])  # every process takes part; one list per process
             if acc.is_main_process:
@@ -658,7 +653,7 @@ class _Trainer:
             return None
         p.model.eval()
         total_sum = total_weight = 0.0
-        for batch in p.dev_loader:  # features are made outside autocast: it would give them its dtype
+        for batch in loading.timed(p.dev_loader):  # features are made outside autocast: it would give them its dtype
             batch = send_to_device(batch, acc.device)
             with torch.no_grad(), acc.autocast():
                 s, w = p.dev_module(batch)
@@ -693,6 +688,14 @@ class _Trainer:
             return None
         return int(self.acc.reduce(torch.tensor(module.encoded, device=self.acc.device), "sum"))
 
+    def _data_wait_share(self) -> float | None:
+        """Summary.data_wait_share: the largest over all processes (every process takes part)."""
+        share = self.clock.share()
+        if self.acc.num_processes > 1:  # gathered: accelerate's reduce sums whatever reduction it is given
+            share = float(self.acc.gather(torch.tensor([-1.0 if share is None else share], device=self.acc.device)).max())
+            share = None if share < 0 else share
+        return None if share is None else round(share, 4)
+
     def _finish(self, seconds: float) -> Summary:
         p, acc, out, recipe = self.parts, self.acc, self.out, self.recipe
         acc.wait_for_everyone()
@@ -712,7 +715,7 @@ class _Trainer:
                           final_loss=self.loss_value, samples_per_second=round(self.seen / max(seconds, 1e-9), 2), dev_loss=last_dev,
                           skipped=p.skipped, output_dir=str(out), resumed_from=self.pos.resumed_from, peak_memory_mb=peak_memory_mb(),
                           best=self.best.to_dict() if self.best.step is not None else None, stopped_early=self.stopped_early,
-                          processes=acc.num_processes, encoded_samples=self._encoded())
+                          processes=acc.num_processes, encoded_samples=self._encoded(), data_wait_share=self._data_wait_share())
         if acc.is_main_process:
             text = json.dumps({**asdict(summary), "report": p.report.to_dict()}, indent=2, ensure_ascii=False) + "\n"
             self._io(out / "summary.json", lambda: atomic_write_text(out / "summary.json", text))

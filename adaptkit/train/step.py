@@ -57,15 +57,29 @@ class SpeechLMLoss(nn.Module):
             return self.arch.encode_audio(self.model, feats, mask)
         out: list[torch.Tensor | None] = [self.cache.get(i) if self.cache is not None else None for i in index]
         todo = [k for k, x in enumerate(out) if x is None]
+        flags = batch["cached"].tolist() if "cached" in batch else [False] * len(index)
+        lost = [index[k] for k in todo if flags[k]]
+        if lost:  # cached_placeholders loaded it into memory, which never drops an entry
+            raise RuntimeError(f"sample {lost[0]} came without features as cached, and the encoder cache does not hold it")
         if todo:
             self.encoded += len(todo)
+            width = int(mask[todo].sum(dim=1).max())  # the rows encoded alone decide the padding, not cached ones
             with torch.no_grad():
-                fresh = self.arch.encode_audio(self.model, feats[todo], mask[todo])
+                fresh = self.arch.encode_audio(self.model, feats[todo][..., :width], mask[todo][:, :width])
             for k, states in zip(todo, fresh):
                 out[k] = states
                 if self.cache is not None:
                     self.cache[index[k]] = states
         return out
+
+    def cached_placeholders(self, index: int) -> int | None:
+        """The audio placeholder count of sample `index` when its encoder output is cached (then its
+        audio need not be read nor its features computed: `adaptkit.data.loading.CachedMarks`), else
+        None. An entry read from disk stays in memory, where the step finds it."""
+        if self.encoder_trains or self.cache is None:
+            return None
+        states = self.cache.get(index)
+        return None if states is None else self.arch.projected_length(self.model, states.shape[0])
 
     def forward(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         audio = self.audio_embeddings(batch) if "input_features" in batch else None

@@ -55,10 +55,10 @@ def test_process_shares_cut_each_global_batch_into_disjoint_contiguous_parts():
 
 def test_a_padding_entry_is_collated_without_supervised_positions():
     from adaptkit.data.batching import IGNORE, Encoded
-    from adaptkit.train.loop import _collate, _Samples
+    from adaptkit.data.loading import SampleDataset, collate_fn
 
-    items = _Samples([Sample(id="a", where="m:1", audio=None, text="t")], lambda s: Encoded(s, [1, 2, 3], [IGNORE, 2, 3], None))
-    batch = _collate(0)([items[0], items[~0]])
+    items = SampleDataset([Sample(id="a", where="m:1", audio=None, text="t")], lambda s, n: Encoded(s, [1, 2, 3], [IGNORE, 2, 3], None))
+    batch = collate_fn(0)([items[0], items[~0]])
     assert batch["index"].tolist() == [0, 0] and batch["real"].tolist() == [True, False]
     assert batch["labels"].tolist() == [[IGNORE, 2, 3], [IGNORE, IGNORE, IGNORE]]
 
