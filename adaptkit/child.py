@@ -29,10 +29,21 @@ def _stop_tqdm_monitors() -> None:
             thread.exit()
 
 
+def _settle_queue_feeders(seconds: float = 5.0) -> None:
+    """Wait for multiprocessing.Queue feeder threads: a DataLoader's index queues are closed when its
+    workers shut down, and their feeder threads then end on their own, a moment later
+    (multiprocessing/queues.py, Queue._feed). One whose queue is still open stays alive, and
+    `can_fork` says no."""
+    for thread in threading.enumerate():
+        if thread.name == "QueueFeederThread":
+            thread.join(seconds)
+
+
 def can_fork() -> bool:
     """Whether `start` may fork here: POSIX, one thread (tqdm's monitor stopped first), no CUDA
     context initialised."""
     _stop_tqdm_monitors()
+    _settle_queue_feeders()
     if not hasattr(os, "fork") or threading.active_count() != 1:
         return False
     import torch

@@ -13,6 +13,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
+from adaptkit.data import loading
 from adaptkit.recipe import Recipe
 from adaptkit.train import checkpoint
 from adaptkit.train.checkpointing import is_enabled
@@ -54,7 +55,7 @@ def _setup_dtypes(path: str, out: str) -> dict:
     """After `_build` and one optimizer step: dtypes of what trains, of the frozen LLM and of the optimizer state."""
     parts = _build(Recipe.load(path), Path(out))
     llm = parts.model.get_submodule(parts.model.adaptkit.cmap.llm)
-    batch = next(iter(parts.loader))
+    batch = next(loading.timed(parts.loader))  # as the loop takes them: a worker's small tensors come as numpy
     with parts.accelerator.autocast():
         loss_sum, weight = parts.module(batch)
     parts.accelerator.backward(loss_sum / weight)
@@ -109,7 +110,7 @@ def _two_steps(recipe: Recipe, out: Path, calls: list) -> tuple[list[float], lis
             m._gradient_checkpointing_func = lambda *a, inner=inner, **k: calls.append(1) or inner(*a, **k)
     train_mode(parts.model)
     losses, grads = [], []
-    for _, batch in zip(range(2), parts.loader):
+    for _, batch in zip(range(2), loading.timed(parts.loader)):
         loss_sum, weight = parts.module(batch)
         loss = loss_sum / weight
         parts.accelerator.backward(loss)
