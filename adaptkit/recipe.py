@@ -50,7 +50,8 @@ class ModelSection:
     vocab_size: int | None = None
     """Tiny models only: rows of the embedding and lm_head (default: the tiny tokenizer plus 64)."""
     size: str = "tiny"
-    """Tiny models only: `tiny`, or `small` (Qwen3-ASR: about 3 M parameters, trainable from scratch on CPU)."""
+    """Tiny models only: `tiny`, or for Qwen3-ASR `small` (about 3 M parameters, trainable from scratch on CPU) or
+    `proportional` (encoder 256 x 4, LLM 512 x 4 with the FLOP proportions of Qwen3-ASR-1.7B; see qwen3_asr.SIZES)."""
     init_std: float | None = None
     """Tiny models only: init std of the random weights (default: the architecture's, 0.2)."""
     dtype: str = "float32"

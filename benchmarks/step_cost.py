@@ -29,24 +29,26 @@ from adaptkit.data.manifest import Sample
 from adaptkit.freeze import apply, train_mode, trainable_parameters
 from adaptkit.freeze.token_layer import SparseTokensLayer
 from adaptkit.models import architecture, build_tiny
-from adaptkit.models.qwen3_asr import tiny_feature_extractor
 from adaptkit.train.step import SpeechLMLoss
 
 VOCAB = 151_936
 
 
-def batch_of(tok, fam, n: int = 4) -> dict:
-    """n samples of 2 s of noise with a 20-token speaker-tagged target, as the engine builds them."""
+def batch_of(tok, fam, n: int = 4, seconds: float = 2.0) -> dict:
+    """n samples of `seconds` of noise, each with a 20-token speaker-tagged target per 2 s of audio
+    (10 supervised tokens a second, more than speech has), as the engine builds them."""
     import soundfile as sf
     import tempfile
 
     rng = np.random.default_rng(0)
+    text = " ".join(["<|spk_0|> hello order <|spk_1|> thank you one two three"] * max(1, round(seconds / 2)))
     items = []
-    for i in range(n):
-        path = tempfile.mktemp(suffix=".wav")
-        sf.write(path, rng.standard_normal(32000).astype("float32") * 0.1, 16000)
-        sample = Sample(id=str(i), where="bench", audio=path, text="<|spk_0|> hello order <|spk_1|> thank you one two three")
-        items.append(encode(sample, fam, tok, tiny_feature_extractor(), "language English<asr_text>" + sample.text, "", 16000))
+    with tempfile.TemporaryDirectory() as folder:
+        for i in range(n):
+            path = f"{folder}/{i}.wav"
+            sf.write(path, rng.standard_normal(int(16000 * seconds)).astype("float32") * 0.1, 16000)
+            sample = Sample(id=str(i), where="bench", audio=path, text=text)
+            items.append(encode(sample, fam, tok, fam.tiny_feature_extractor(), "language English<asr_text>" + text, "", 16000))
     batch = collate(items, tok.pad_token_id)
     batch["index"] = torch.arange(n)
     return batch

@@ -22,19 +22,30 @@ from adaptkit.end_of_turn import EndOfTurnScorer
 WORDS = "thank you for calling customer support how can I help you with your order today".split()
 
 
+def qwen3_shape_model(vocab_size: int) -> Qwen3ForCausalLM:
+    """A random causal LM of Qwen3 shape (hidden 512, 4 layers, head dim 64) with `vocab_size` rows."""
+    torch.manual_seed(0)
+    return Qwen3ForCausalLM(Qwen3Config(vocab_size=vocab_size, hidden_size=512, intermediate_size=1536, num_hidden_layers=4,
+                                        num_attention_heads=8, num_key_value_heads=4, head_dim=64))
+
+
+def conversation(tok, context: int) -> list[dict]:
+    """Alternating assistant / user messages until the rendered conversation has `context` tokens or more."""
+    history, text = [], ""
+    while len(tok(text)["input_ids"]) < context:
+        history.append({"role": "user" if len(history) % 2 else "assistant", "content": " ".join(WORDS)})
+        text = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in history)
+    return history
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--context", type=int, default=256)
     parser.add_argument("--updates", type=int, default=20)
     args = parser.parse_args()
     tok = tiny_tokenizer()
-    torch.manual_seed(0)
-    model = Qwen3ForCausalLM(Qwen3Config(vocab_size=len(tok) + 64, hidden_size=512, intermediate_size=1536, num_hidden_layers=4,
-                                         num_attention_heads=8, num_key_value_heads=4, head_dim=64))
-    history, text = [], ""
-    while len(tok(text)["input_ids"]) < args.context:
-        history.append({"role": "user" if len(history) % 2 else "assistant", "content": " ".join(WORDS)})
-        text = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in history)
+    model = qwen3_shape_model(len(tok) + 64)
+    history = conversation(tok, args.context)
     scorer = EndOfTurnScorer(model, tok)
     scorer.start(history + [{"role": "user", "content": "I would"}])
     incremental, full, worst = [], [], 0.0

@@ -17,7 +17,14 @@ from adaptkit.stack import need_qwen_asr
 
 AUDIO_TOKEN = "<|audio_pad|>"
 N_MELS = 128
-SIZES = {"tiny": (64, 2, 128, 2), "small": (192, 3, 192, 3)}  # audio d_model, layers; LLM hidden, layers
+SIZES = {  # audio d_model, layers, FFN width / d_model; LLM hidden, layers, FFN width / hidden
+    "tiny": (64, 2, 2, 128, 2, 2),
+    "small": (192, 3, 2, 192, 3, 2),
+    # Qwen3-ASR-1.7B's FFN widths (encoder 4x, LLM 3x) and head layout (head dim 128, half as many
+    # KV heads): per token, encoder / LLM = 0.25 of the weights' FLOPs, and with 5,440 vocabulary
+    # rows output layer / LLM = 0.22, the proportions of the 1.7B checkpoint (benchmarks/vs_peers.py)
+    "proportional": (256, 4, 4, 512, 4, 3),
+}
 INIT_STD = 0.2
 
 
@@ -42,21 +49,24 @@ def _classes():
 
 def build_tiny_model(tokenizer, tied: bool = False, seed: int = 0, vocab_size: int | None = None,
                      init_std: float | None = None, size: str = "tiny") -> nn.Module:
-    """A random Qwen3-ASR of the real classes: `tiny` (audio d_model 64 x 2 layers, LLM hidden 128 x 2)
-    or `small` (192 x 3 and 192 x 3, about 3 M parameters: a base that can learn to transcribe on CPU)."""
+    """A random Qwen3-ASR of the real classes: `tiny` (audio d_model 64 x 2 layers, LLM hidden 128 x 2),
+    `small` (192 x 3 and 192 x 3, about 3 M parameters: a base that can learn to transcribe on CPU)
+    or `proportional` (256 x 4 and 512 x 4 with the 1.7B checkpoint's FFN widths, see SIZES)."""
     if size not in SIZES:
         raise AdaptkitError(f"model.size: unknown size {size!r}; use one of {', '.join(SIZES)}")
-    d_audio, n_audio, d_text, n_text = SIZES[size]
+    d_audio, n_audio, ffn_audio, d_text, n_text, ffn_text = SIZES[size]
     config_cls, model_cls, _ = _classes()
     vocab = vocab_size or len(tokenizer) + 64  # spare rows, like the real checkpoints
     text = dict(
-        vocab_size=vocab, hidden_size=d_text, intermediate_size=2 * d_text, num_hidden_layers=n_text,
+        vocab_size=vocab, hidden_size=d_text, intermediate_size=ffn_text * d_text, num_hidden_layers=n_text,
         num_attention_heads=4, num_key_value_heads=2, head_dim=d_text // 4, max_position_embeddings=2048,
-        rope_scaling={"rope_type": "default", "mrope_section": [8, 4, 4], "interleaved": True},
+        # the real checkpoint's sections at its head dim (128), small ones below it
+        rope_scaling={"rope_type": "default", "mrope_section": [24, 20, 20] if d_text // 4 >= 128 else [8, 4, 4],
+                      "interleaved": True},
         tie_word_embeddings=tied, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
     )
     audio = dict(
-        num_mel_bins=N_MELS, d_model=d_audio, encoder_layers=n_audio, encoder_attention_heads=4, encoder_ffn_dim=2 * d_audio,
+        num_mel_bins=N_MELS, d_model=d_audio, encoder_layers=n_audio, encoder_attention_heads=4, encoder_ffn_dim=ffn_audio * d_audio,
         output_dim=d_text, n_window=50, n_window_infer=400, downsample_hidden_size=32, max_source_positions=1500,
     )
     thinker = dict(
