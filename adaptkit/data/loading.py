@@ -17,8 +17,10 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 import multiprocessing
+import weakref
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -154,13 +156,30 @@ def loader(dataset: SampleDataset, batches: Sampler, pad_id: int, workers: int, 
                    multiprocessing_context="fork") if workers else {}
     # fork: a worker starts from the tokenizer, feature extractor and model already in memory (the model
     # only for its configuration: a worker never touches CUDA); spawn would pickle them for every worker
-    return DataLoader(dataset, batch_sampler=batches, collate_fn=collate_fn(pad_id),
+    data = DataLoader(dataset, batch_sampler=batches, collate_fn=collate_fn(pad_id),
                       generator=torch.Generator().manual_seed(seed), **options)
+    if workers:
+        _OPEN.add(data)
+    return data
+
+
+_OPEN: weakref.WeakSet[DataLoader] = weakref.WeakSet()
+"""Loaders with workers not yet closed. Their workers ignore SIGTERM (guard.detach_worker), so
+multiprocessing's own exit handler, which terminates daemonic children and then joins them, would
+wait forever for one left running: `_close_all` closes them first (atexit runs handlers in the
+reverse order of registration, and multiprocessing registered its own at import, before this)."""
+
+
+@atexit.register
+def _close_all() -> None:
+    for data in list(_OPEN):
+        close(data)
 
 
 def close(data: DataLoader | None) -> None:
     """Shut `data`'s persistent workers down now, and wait for the threads that fed them indices, so
     no worker or thread outlives the run (adaptkit.child forks only a process with one thread)."""
+    _OPEN.discard(data)
     iterator = getattr(data, "_iterator", None)  # torch keeps a persistent workers' iterator there
     if iterator is None:
         return
