@@ -179,6 +179,8 @@ def _close_all() -> None:
 def close(data: DataLoader | None) -> None:
     """Shut `data`'s persistent workers down now, and wait for the threads that fed them indices, so
     no worker or thread outlives the run (adaptkit.child forks only a process with one thread)."""
+    if data is None:
+        return
     _OPEN.discard(data)
     iterator = getattr(data, "_iterator", None)  # torch keeps a persistent workers' iterator there
     if iterator is None:
