@@ -15,6 +15,8 @@ never imports turn (turn builds on eval's metrics and model loading).
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 from torch import nn
 from transformers import DynamicCache
@@ -48,6 +50,8 @@ class EndOfTurnScorer:
         """The probability after `ids`."""
         self.tokens_fed = 0
         """Tokens run through the model so far (what the cache saves shows here)."""
+        self._last_only = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
+        """Only the last position's logits are read: where the model can, only that row of the output layer runs."""
 
     def _tensor(self, ids: list[int]) -> torch.Tensor:
         return torch.tensor([ids], device=model_place(self.model)[0])
@@ -56,7 +60,7 @@ class EndOfTurnScorer:
         if not ids:
             raise AdaptkitError("end-of-turn scorer: nothing to add")
         with torch.no_grad():
-            out = self.model(input_ids=self._tensor(ids), past_key_values=self.cache, use_cache=True)
+            out = self.model(input_ids=self._tensor(ids), past_key_values=self.cache, use_cache=True, **self._last_only)
         self.cache = out.past_key_values
         self.ids += ids
         self.tokens_fed += len(ids)
@@ -97,5 +101,5 @@ class EndOfTurnScorer:
     def full(self) -> float:
         """The same probability recomputed over every token so far, without the cache (for checks)."""
         with torch.no_grad():
-            logits = self.model(input_ids=self._tensor(self.ids), use_cache=False).logits
+            logits = self.model(input_ids=self._tensor(self.ids), use_cache=False, **self._last_only).logits
         return float(torch.softmax(logits[0, -1].float(), dim=-1)[self.end_id])

@@ -36,3 +36,18 @@ def test_a_tokenizer_without_the_end_token_is_refused():
     tok = tiny_tokenizer(special_tokens=["<|endoftext|>"])
     with pytest.raises(AdaptkitError, match=r"<\|im_end\|> is not a token of this tokenizer"):
         EndOfTurnScorer(tiny_lm(tok), tok)
+
+
+def test_only_the_last_position_goes_through_the_output_layer():
+    """The update reads one row of logits: with 151,936 vocabulary rows the output layer is most of
+    an update's cost, so the rows of the other new tokens must not be computed."""
+    tok = tiny_tokenizer()
+    model = tiny_lm(tok)
+    rows = []
+    model.lm_head.register_forward_hook(lambda module, args, out: rows.append(out.shape[1]))
+    scorer = EndOfTurnScorer(model, tok)
+    scorer.start([{"role": "user", "content": "I would like to"}])
+    fed = len(tok(" check the status of my order", add_special_tokens=False)["input_ids"])
+    p = scorer.add(" check the status of my order")
+    assert fed > 1 and rows == [1, 1]
+    assert abs(p - scorer.full()) <= 1e-5 and rows[-1] == 1
