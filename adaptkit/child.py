@@ -4,8 +4,11 @@ already done here (torch, transformers, peft: seconds of CPU a start) instead of
 A forked child is a real process (its own pid, memory freed at exit, killed like any other), but
 forking is only safe where nothing here holds what a child cannot inherit: no CUDA context (a forked
 child cannot use its parent's, https://pytorch.org/docs/stable/notes/multiprocessing.html#cuda-in-multiprocessing)
-and no other thread (one could hold a lock the child would wait on forever). `can_fork` checks both;
-callers fall back to `python -m adaptkit.cli` otherwise.
+and no other thread (one could hold a lock the child would wait on forever). That includes the native
+threads of an OpenMP pool, which Python cannot see: after torch ran parallel work here with more
+than one thread, a forked child's first parallel op waits forever for pool threads it does not have
+(GNU libgomp, which torch's CPU wheels ship, is not fork-safe). `can_fork` checks all three; callers
+fall back to `python -m adaptkit.cli` otherwise.
 """
 
 from __future__ import annotations
@@ -16,6 +19,22 @@ import sys
 import threading
 import traceback
 from pathlib import Path
+
+_TASKS = Path("/proc/self/task")
+
+
+def _native_threads() -> int | None:
+    """This process's OS threads (Linux), or None where the system does not list them."""
+    try:
+        return len(os.listdir(_TASKS))
+    except OSError:
+        return None
+
+
+_NATIVE_AT_IMPORT = _native_threads()
+"""OS threads when this module was first imported, plus those `warm`'s imports started: the imports'
+own (no OpenMP pool unless parallel torch work ran before). More later means a pool (or another
+native thread) exists."""
 
 
 def _stop_tqdm_monitors() -> None:
@@ -40,22 +59,33 @@ def _settle_queue_feeders(seconds: float = 5.0) -> None:
 
 
 def can_fork() -> bool:
-    """Whether `start` may fork here: POSIX, one thread (tqdm's monitor stopped first), no CUDA
-    context initialised."""
+    """Whether `start` may fork here: POSIX, one Python thread (tqdm's monitor stopped first), no CUDA
+    context initialised, and no OpenMP pool: torch uses one thread, or the OS lists no more threads
+    than at this module's import."""
     _stop_tqdm_monitors()
     _settle_queue_feeders()
     if not hasattr(os, "fork") or threading.active_count() != 1:
         return False
     import torch
 
-    return not torch.cuda.is_initialized()
+    if torch.cuda.is_initialized():
+        return False
+    native = _native_threads()
+    return torch.get_num_threads() == 1 or (native is not None and _NATIVE_AT_IMPORT is not None and native <= _NATIVE_AT_IMPORT)
 
 
 def warm() -> None:
-    """Import what `adaptkit train` and `adaptkit eval` need, once, here: every child inherits it."""
+    """Import what `adaptkit train` and `adaptkit eval` need, once, here: every child inherits it.
+    Threads those imports start count as the imports' own (`_NATIVE_AT_IMPORT`)."""
+    global _NATIVE_AT_IMPORT
+    before = _native_threads()
     import adaptkit.cli  # noqa: F401
     import adaptkit.eval.run  # noqa: F401
     import adaptkit.train  # noqa: F401
+
+    after = _native_threads()
+    if None not in (before, after, _NATIVE_AT_IMPORT):
+        _NATIVE_AT_IMPORT += max(0, after - before)
 
 
 def run(args: list[str], stderr: Path) -> int:

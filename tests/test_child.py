@@ -33,3 +33,17 @@ def test_with_another_thread_alive_it_does_not_fork_and_runs_a_fresh_interpreter
     finally:
         stop.set()
         other.join()
+
+
+def test_after_parallel_torch_work_it_does_not_fork(tmp_path):
+    """A child forked after torch ran an op on two OpenMP threads hangs in its first parallel op
+    (libgomp is not fork-safe), so such a process must start a fresh interpreter instead. Run in a
+    fresh interpreter with two threads: the suite's own process uses one (tests/conftest.py)."""
+    import subprocess
+    import sys
+
+    code = ("import os, torch; from adaptkit import child; child.warm(); assert torch.get_num_threads() == 2; "
+            "before = child.can_fork(); torch.exp(torch.randn(1 << 20)); print(before, child.can_fork())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**__import__("os").environ, "OMP_NUM_THREADS": "2"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["True", "False"]

@@ -172,7 +172,8 @@ def score_speaker_asr(samples: Iterable[Sample], *, allowed_tokens: Iterable[str
         rows.append({
             "id": _sid(s, k), "language": lang, "set": s.get("set"), "unit": p.unit,
             "cp_error_rate": p.cp.rate, "cp_errors": p.cp.errors, "cp_length": p.cp.length,
-            "error_rate": p.agnostic.rate, "wder": p.wder.rate,
+            "error_rate": p.agnostic.rate, "errors": p.agnostic.errors, "length": p.agnostic.length,
+            "wder": p.wder.rate, "wder_wrong": p.wder.wrong, "wder_aligned": p.wder.aligned,
             "ref_speakers": p.speakers.reference, "hyp_speakers": p.speakers.hypothesis,
             "der": p.der.rate if p.der else None, "degenerate": f.degenerate, "flags": f.fired(),
         })
