@@ -8,6 +8,7 @@ training. Manifest lines: {"messages": [{"role": "user", "content": ...}, ...], 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
 from adaptkit.data.manifest import Sample
@@ -86,3 +87,12 @@ class TurnEnd(Task):
         from adaptkit.turn.verifiers import EndOfTurnVerifier
 
         return EndOfTurnVerifier(task_model)
+
+
+def read_turn_end(path: str | Path) -> list[Sample]:
+    """The lines of a turn_end.jsonl, each checked as the task checks it (`fields`: the line as written)."""
+    from adaptkit.data.manifest import read_manifest
+
+    turn_end = TurnEnd()
+    samples, _ = read_manifest(path, set(), require=turn_end.require, check=turn_end.check, audio=False)
+    return samples
