@@ -82,11 +82,12 @@ class TurnEnd(Task):
 
         return turn_end_report(scores, title, meta)
 
-    def verifier(self, task_model: TaskModel) -> Any:
-        """`EndOfTurnVerifier`: P(<|im_end|>) on the words spoken before the silence."""
+    def verifier(self, task_model: TaskModel, words: Any | None = None) -> Any:
+        """`EndOfTurnVerifier`: P(<|im_end|>) on the words spoken before the silence (`words`: where
+        they come from, `adaptkit.turn.words`; default the punctuated reference words)."""
         from adaptkit.turn.verifiers import EndOfTurnVerifier
 
-        return EndOfTurnVerifier(task_model)
+        return EndOfTurnVerifier(task_model, words)
 
 
 def read_turn_end(path: str | Path) -> list[Sample]:
