@@ -206,6 +206,10 @@ def cascade_(recipe, overrides, device) -> None:
     report = run_study(r, device)
     for name, s in report["systems"].items():
         click.echo(f"{name}: calls/min {s['calls_per_minute']}, macro F1 {s['frames']['macro_f1']:.3f}")
+    if report["final_punctuation"].get("data"):
+        from adaptkit.turn.punctuation import describe
+
+        click.echo(f"{r.test} turn_end data, {describe(report['final_punctuation'])}")
     click.echo(f"report: {r.output_dir}/report.md")
 
 

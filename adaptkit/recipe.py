@@ -81,6 +81,8 @@ class SynthSection:
     """Telephone channel for train and in-domain test (out of domain gets wideband)."""
     seed: int = 0
     """Seed of the generator."""
+    stereo: bool = False
+    """Also write `<id>.stereo.wav`, one channel per speaker (for Smart Turn on the own channel in a cascade)."""
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""examples/turn_taking/run.py runs end to end at smoke size (tiny composed 3-tag model, one test call)."""
+"""examples/turn_taking/run.py runs end to end at smoke size (tiny composed 3-tag model and ASR, one
+test call): every system, what each hears, the final punctuation rates, the normalised training text."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "turn_taking" / "run.py"
 
@@ -29,6 +31,24 @@ def test_the_turn_taking_study_runs_every_system(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((tmp_path / "cascade" / "test_ood" / "report.json").read_text())
     assert report["base"] == "tiny random composed" and report["conversations"] == 1
-    assert len(report["systems"]) == 7 and (tmp_path / "cascade" / "test_ood" / "plots" / "tradeoff.png").is_file()
-    for task in ("turn_tags", "turn_end"):
+    assert len(report["systems"]) == 11 and (tmp_path / "cascade" / "test_ood" / "plots" / "tradeoff.png").is_file()
+    for task in ("turn_tags", "turn_end", "turn_end_normalised"):
         assert (tmp_path / "cascade" / f"{task}_eval" / "report.md").is_file()
+    hears = {name: s["hears"] for name, s in report["systems"].items()}  # what each system hears
+    assert hears["cascade: end-of-turn LM (reference words, punctuated)"] == "reference words, punctuated"
+    assert hears["cascade: end-of-turn LM (reference words, normalised)"] == "reference words, normalised like LiveKit"
+    assert report["asr"] == str(tmp_path / "tiny_base") and hears["every chunk: end-of-turn LM (ASR words, normalised)"].startswith(
+        f"ASR words ({tmp_path / 'tiny_base'}) of the judged speaker")
+    assert hears["baseline: Smart Turn v3.2"] == "the judged speaker's own channel, last 8 s"
+    assert len(list((tmp_path / "data" / "test_ood").glob("*.stereo.wav"))) > 0
+    rates = report["final_punctuation"]  # printed, and in report.json and report.md
+    assert rates["data"] == str(tmp_path / "data" / "test_ood" / "turn_end.jsonl") and rates["incomplete"]["turns"] > 0
+    assert "test_ood turn_end data, final punctuation: " in proc.stdout
+    assert "final punctuation: " in (tmp_path / "cascade" / "test_ood" / "report.md").read_text()
+    from adaptkit.turn.normalize import normalize_text
+
+    normalised = [json.loads(line) for line in (tmp_path / "data_normalised" / "train" / "turn_end.jsonl").read_text().splitlines()]
+    original = [json.loads(line) for line in (tmp_path / "data" / "train" / "turn_end.jsonl").read_text().splitlines()]
+    assert [[normalize_text(m["content"]) for m in r["messages"]] for r in original] == [[m["content"] for m in r["messages"]] for r in normalised]
+    trained = yaml.safe_load((tmp_path / "turn_end_normalised.yaml").read_text())  # the normalised LM learns normalised text
+    assert trained["data"]["train"] == str(tmp_path / "data_normalised" / "train" / "turn_end.jsonl")

@@ -17,7 +17,7 @@ def synth_manifests(section, folder: Path, task: str, make: bool = True) -> tupl
         from adaptkit.synth import SynthConfig, generate
 
         result = generate(SynthConfig(out=folder, langs=tuple(section.langs), n=section.n, duration=section.duration,
-                                      telephone=section.telephone, seed=section.seed, force=True))
+                                      telephone=section.telephone, seed=section.seed, stereo=section.stereo, force=True))
         log.info("generated %d conversations into %s (%.0fx real time)", result.conversations, folder, result.speed)
     return str(folder / "train" / name), str(folder / "test_id" / name)
 

@@ -24,6 +24,14 @@ from adaptkit.synth.voices import LANGUAGES, Voice, check_language, kana, pick_p
 
 MANIFESTS = ("speaker_asr.jsonl", "turn_tags.jsonl", "turn_end.jsonl")
 """Manifest file names, written in every split folder."""
+STEREO = ".stereo.wav"
+"""The suffix of a conversation's stereo file (`SynthConfig.stereo`): `<id>.stereo.wav` beside `<id>.wav`."""
+
+
+def stereo_path(wav: str | Path) -> Path:
+    """The stereo file of the conversation whose mono file is `wav` (one channel per speaker, channel 0 spk_0)."""
+    wav = Path(wav)
+    return wav.with_name(wav.stem + STEREO)
 
 
 @dataclass(frozen=True)
@@ -125,7 +133,7 @@ def make_one(task: Task, cfg: SynthConfig) -> tuple[float, dict, list[dict], lis
     file_id = f"{task.split}_{task.index:05d}"
     atomic_write(folder / f"{file_id}.wav", wav_bytes(np.clip(mono, -1, 1)))
     if cfg.stereo:
-        atomic_write(folder / f"{file_id}.stereo.wav", wav_bytes(np.clip(tracks.T, -1, 1)))
+        atomic_write(stereo_path(folder / f"{file_id}.wav"), wav_bytes(np.clip(tracks.T, -1, 1)))
     atomic_write(folder / f"{file_id}.rttm", rttm(conv, file_id))
     channel = "telephone" if task.telephone else "wideband"
     atomic_write(folder / f"{file_id}.json", json.dumps(record(conv, file_id, channel, cfg.snr), ensure_ascii=False, indent=1) + "\n")

@@ -38,6 +38,8 @@ class Task(ABC):
     """Its headline metrics: keys of `Scores.overall` that train.best_metric may name."""
     headline_metric: ClassVar[str]
     """The metric that ranks its models when none is named."""
+    transcribes: ClassVar[bool] = False
+    """True when its answer (`hypothesis`) is a transcript of the audio: an ASR in the loop may read it."""
 
     def check(self, sample: Sample) -> None:
         """Raise AdaptkitError for a sample the task cannot use (default: every sample is usable)."""
@@ -67,8 +69,9 @@ class Task(ABC):
     def report(self, scores: Scores, title: str, meta: dict[str, Any]) -> EvalReport:
         """The report of its scores: headline, breakdowns and its own sections."""
 
-    def verifier(self, task_model: TaskModel) -> Any | None:
-        """An end-of-turn verifier on `task_model` for the streaming cascade, or None when the task gives none."""
+    def verifier(self, task_model: TaskModel, words: Any | None = None) -> Any | None:
+        """An end-of-turn verifier on `task_model` for the streaming cascade, or None when the task gives
+        none; `words` (`adaptkit.turn.words`) is what a verifier that reads words reads."""
         return None
 
 

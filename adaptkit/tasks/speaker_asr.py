@@ -37,6 +37,7 @@ class SpeakerAsr(GeneratingTask):
     metrics = ("cp_error_rate", "error_rate", "wder", "der", "speaker_count_abs", "degenerate")
     headline_metric = "cp_error_rate"
     """cpCER or cpWER after the scores' `unit`."""
+    transcribes = True
 
     def answer_prefix(self, language: str | None) -> str:
         """What the model writes before the transcript: `language Japanese<asr_text>` (`<asr_text>` when unknown)."""

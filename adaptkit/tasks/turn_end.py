@@ -8,6 +8,7 @@ training. Manifest lines: {"messages": [{"role": "user", "content": ...}, ...], 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
 from adaptkit.data.manifest import Sample
@@ -81,8 +82,18 @@ class TurnEnd(Task):
 
         return turn_end_report(scores, title, meta)
 
-    def verifier(self, task_model: TaskModel) -> Any:
-        """`EndOfTurnVerifier`: P(<|im_end|>) on the words spoken before the silence."""
+    def verifier(self, task_model: TaskModel, words: Any | None = None) -> Any:
+        """`EndOfTurnVerifier`: P(<|im_end|>) on the words spoken before the silence (`words`: where
+        they come from, `adaptkit.turn.words`; default the punctuated reference words)."""
         from adaptkit.turn.verifiers import EndOfTurnVerifier
 
-        return EndOfTurnVerifier(task_model)
+        return EndOfTurnVerifier(task_model, words)
+
+
+def read_turn_end(path: str | Path) -> list[Sample]:
+    """The lines of a turn_end.jsonl, each checked as the task checks it (`fields`: the line as written)."""
+    from adaptkit.data.manifest import read_manifest
+
+    turn_end = TurnEnd()
+    samples, _ = read_manifest(path, set(), require=turn_end.require, check=turn_end.check, audio=False)
+    return samples

@@ -55,8 +55,11 @@ class TurnTags(GeneratingTask):
 
         return turn_tags_report(scores, title, meta)
 
-    def verifier(self, task_model: TaskModel) -> Any:
-        """`TagVerifier`: 1 - P(<INCOMPLETE>) on the audio before the silence."""
+    def verifier(self, task_model: TaskModel, words: Any | None = None) -> Any:
+        """`TagVerifier`: 1 - P(<INCOMPLETE>) on the audio before the silence; it reads no words."""
         from adaptkit.turn.verifiers import TagVerifier
+
+        if words is not None:
+            raise AdaptkitError(f"words: {task_model.name} is a turn_tags model, which hears audio; words are for an end-of-turn LM (turn_end)")
 
         return TagVerifier(task_model)

@@ -23,6 +23,8 @@ SAMPLE_RATE = 16000
 SECONDS = 8
 MODEL_FILE = "pipecat/audio/turn/smart_turn/data/smart-turn-v3.2-cpu.onnx"
 INSTALL = "pip install 'adaptkit[turn]'"
+SMART_TURN_AUDIO = ("own_channel", "mono")
+"""What the cascade's Smart Turn hears: the judged speaker's own channel (`<id>.stereo.wav`) or the mono mix."""
 
 
 def model_path() -> Path:

@@ -5,11 +5,20 @@ A cascade recipe:
 
     turn_models:                      # name -> recipe, adapter folder or merged checkpoint
       3-tag Speech-LLM: ../tiny/turn_tags.yaml      # a recipe is trained first when it has no adapter
-      end-of-turn LM (oracle words): ../tiny/turn_end.yaml
+      end-of-turn LM (reference words): ../tiny/turn_end.yaml     # a path alone: punctuated reference words
+      end-of-turn LM (ASR words):                   # or a mapping: what an end-of-turn LM reads
+        {model: ../tiny/turn_end_normalised.yaml, words: asr, asr: ../base/merged}
     data: null                        # synth layout with train/ and test_ood/ (default: the first recipe's data)
     gate: {kind: gru, steps: 300}
     baselines: [vad_timeout, smart_turn]
+    smart_turn_audio: own_channel     # the judged speaker's channel of <id>.stereo.wav (synth --stereo), or mono
     output_dir: ../../runs/tiny_cascade
+
+`words`: `oracle` (the reference words as written, punctuated), `oracle_normalised` (the reference
+words normalised like LiveKit) or `asr` (the words of the ASR checkpoint `asr` for the judged
+speaker's units, the other speaker's reference words, normalised like LiveKit: `adaptkit.turn.words`).
+An LM that reads normalised words should be trained on normalised text
+(`adaptkit.turn.normalize.write_normalized_turn_end`).
 """
 
 from __future__ import annotations
@@ -28,6 +37,8 @@ from adaptkit.errors import AdaptkitError
 from adaptkit.recipe import Recipe, blame, read_yaml
 from adaptkit.turn import cascade
 from adaptkit.turn.latency import Timed, one_thread, percentiles
+from adaptkit.turn.smart_turn import SMART_TURN_AUDIO
+from adaptkit.turn.words import WORDS, words_for
 from adaptkit.validation import check_choice, from_dict
 
 if TYPE_CHECKING:
@@ -55,11 +66,24 @@ class GateSection:
 
 
 @dataclass
+class TurnModel:
+    """One turn model of a cascade recipe, and for an end-of-turn LM the words it reads."""
+
+    model: str
+    """A recipe, adapter folder or merged checkpoint of a turn_tags (audio) or turn_end (text) model."""
+    words: str | None = None
+    """What an end-of-turn LM reads (`adaptkit.turn.words.WORDS`); None: the reference words as written."""
+    asr: str | None = None
+    """With `words: asr`: the ASR (a merged Speech-LLM folder, an adapter or a recipe with its adapter)."""
+
+
+@dataclass
 class CascadeRecipe:
     """A validated cascade study."""
 
-    turn_models: dict[str, str]
-    """Name -> recipe, adapter folder or merged checkpoint of a turn_tags (audio) or turn_end (text) model."""
+    turn_models: dict[str, Any]
+    """Name -> a recipe, adapter folder or merged checkpoint (its path), or a `TurnModel` mapping
+    {model, words, asr}; `load` makes every entry a `TurnModel`, paths resolved."""
     data: str | None = None
     """Folder in `adaptkit synth` layout (train/ for the gate, `test` for scoring); default: the first recipe's data."""
     test: str = "test_ood"
@@ -73,6 +97,9 @@ class CascadeRecipe:
     """Also run each turn model on every chunk: the cost the cascade saves, and its accuracy."""
     baselines: list[str] = field(default_factory=lambda: list(BASELINES))
     """`vad_timeout` (Silero VAD, end of turn after a fixed silence) and `smart_turn` (Smart Turn v3.2 after 200 ms)."""
+    smart_turn_audio: str = "own_channel"
+    """What Smart Turn hears: `own_channel` (the judged speaker's channel of `<id>.stereo.wav`; a
+    conversation without one is an error) or `mono` (the mono mix, the other speaker in it)."""
     timeout: float = 0.5
     """Silence (s) after which the timeout baselines call the end of turn, at the operating point."""
     limit: int | None = None
@@ -92,7 +119,7 @@ class CascadeRecipe:
             if data.get("gate") is not None:
                 data["gate"] = from_dict(GateSection, data["gate"], "gate")
             recipe = from_dict(cls, {k: v for k, v in data.items() if v is not None}, "cascade")
-            recipe.turn_models = {name: str((base / p).resolve()) for name, p in recipe.turn_models.items()}
+            recipe.turn_models = {name: _turn_model(name, spec, base) for name, spec in recipe.turn_models.items()}
             recipe.data = str((base / recipe.data).resolve()) if recipe.data else None
             recipe.output_dir = (base / recipe.output_dir).resolve() if recipe.output_dir else Path("runs/cascade").resolve()
             if recipe.gate.path:
@@ -100,12 +127,34 @@ class CascadeRecipe:
             check_choice(recipe.gate.kind, ("gru", "silero"), "gate.kind", "gate")
             for b in recipe.baselines:
                 check_choice(b, BASELINES, "baselines", "baseline")
+            check_choice(recipe.smart_turn_audio, SMART_TURN_AUDIO, "smart_turn_audio", "audio")
             if not recipe.turn_models:
                 raise AdaptkitError("turn_models: name at least one turn model")
         return recipe
 
 
-def _verifier(path: str, device: torch.device | str):
+def _turn_model(name: str, spec: Any, base: Path) -> TurnModel:
+    """One `turn_models` entry (a path, or a {model, words, asr} mapping) checked, paths resolved against `base`."""
+    where = f"turn_models.{name}"
+    if isinstance(spec, str):
+        spec = {"model": spec}
+    if not isinstance(spec, dict):
+        raise AdaptkitError(f"{where}: expected a path or a mapping {{model, words, asr}}, got {type(spec).__name__} {spec!r}")
+    out = from_dict(TurnModel, spec, where)
+    out.model = str((base / out.model).resolve())
+    if out.words is not None:
+        check_choice(out.words, WORDS, f"{where}.words", "words mode")
+    if (out.words == "asr") != (out.asr is not None):
+        raise AdaptkitError(f"{where}.asr: give the ASR checkpoint with words: asr" if out.words == "asr"
+                            else f"{where}.asr: read only with words: asr (words is {out.words or 'not given'})")
+    if out.asr is not None:
+        out.asr = str((base / out.asr).resolve())
+        if not Path(out.asr).exists():
+            raise AdaptkitError(f"{where}.asr: no such file or folder {out.asr}")
+    return out
+
+
+def _verifier(name: str, spec: TurnModel, device: torch.device | str):
     """The end-of-turn verifier of a turn model on `device`, ready to ask; a recipe without a trained
     adapter is trained first."""
     from adaptkit.devices import place
@@ -113,6 +162,7 @@ def _verifier(path: str, device: torch.device | str):
     from adaptkit.tasks import task
     from adaptkit.train import run
 
+    path = spec.model
     if path.endswith((".yaml", ".yml")):
         recipe = Recipe.load(path)
         if not ((recipe.output_dir or Path("runs/adaptkit")) / "adapter").is_dir():
@@ -120,7 +170,9 @@ def _verifier(path: str, device: torch.device | str):
             run(recipe)
     task_model = load_task_model(path)
     place(task_model.loaded.model, device)
-    verifier = task(task_model.task).verifier(task_model)
+    with blame(f"turn_models.{name}"):
+        words = None if spec.words is None else words_for(spec.words, spec.asr, device)
+        verifier = task(task_model.task).verifier(task_model, words)
     if verifier is None:
         raise AdaptkitError(f"turn_models: {path} is a {task_model.task} model, which gives no end-of-turn probability; "
                             "a turn model is trained for turn tags or turn end")
@@ -130,7 +182,7 @@ def _verifier(path: str, device: torch.device | str):
 def _data_folder(recipe: CascadeRecipe) -> Path:
     if recipe.data:
         return Path(recipe.data)
-    first = next(iter(recipe.turn_models.values()))
+    first = next(iter(recipe.turn_models.values())).model
     if first.endswith((".yaml", ".yml")):
         r = Recipe.load(first)
         if r.data and r.data.synth and r.output_dir:
@@ -149,7 +201,8 @@ def _conversations(folder: Path, limit: int | None = None) -> list[tuple[Path, d
             raise AdaptkitError(f"{meta}:{err.lineno}: not valid JSON ({err.msg})")
         if not isinstance(record, dict) or "frames" not in record or "silences" not in record:
             raise AdaptkitError(f"{meta}: not an adaptkit synth record (no frames or silences)")
-        out.append((meta.with_suffix(".wav"), record))
+        wav = meta.with_suffix(".wav")
+        out.append((wav, {**record, "audio": str(wav)}))  # the audio's absolute path, for verifiers that read files
     if not out:
         raise AdaptkitError(f"data: no conversation records (*.json) in {folder}")
     return out[:limit] if limit else out
@@ -187,10 +240,10 @@ def run_study(recipe: CascadeRecipe, device: str | None = None) -> dict[str, Any
     out.mkdir(parents=True, exist_ok=True)
     folder = _data_folder(recipe) if recipe.data else None  # a recipe's own data exists only after training it
     if folder is not None:
-        _conversations(folder / recipe.test, recipe.limit)  # fail on missing data before any training
-    verifiers = {name: _verifier(path, where) for name, path in recipe.turn_models.items()}
+        _test_conversations(recipe, folder)  # fail on missing data before any training
+    verifiers = {name: _verifier(name, spec, where) for name, spec in recipe.turn_models.items()}
     folder = folder or _data_folder(recipe)
-    convs = _conversations(folder / recipe.test, recipe.limit)
+    convs = _test_conversations(recipe, folder)
     waves = [load_audio(p, cascade.SAMPLE_RATE) for p, _ in convs]
     records = [r for _, r in convs]
     gate, gate_info = _gate(recipe, folder / "train", out)
@@ -206,8 +259,9 @@ def run_study(recipe: CascadeRecipe, device: str | None = None) -> dict[str, Any
                                          gate_threshold=recipe.gate.threshold) for w, r in zip(waves, records)]
             latency = {"gate": percentiles(timed_gate.ms), "turn_model": percentiles(timed.ms) if timed else None}
         threshold = recipe.timeout if kind == "timeout" else recipe.threshold
+        hears = verifier.hears if verifier is not None else f"the mono mix through the {gate_name} gate: the silence length alone"
         systems[name] = {"gate": gate_name, "asked": "every chunk" if every else "timeout" if kind == "timeout" else f"after {recipe.asks} s",
-                         **cascade.score_system(traces, records, kind, threshold), "latency_ms": latency,
+                         "hears": hears, **cascade.score_system(traces, records, kind, threshold), "latency_ms": latency,
                          "seconds": round(time.perf_counter() - start, 2)}
         log.info("%s: macro F1 %.3f", name, systems[name]["frames"]["macro_f1"])
         return traces, latency
@@ -229,13 +283,39 @@ def run_study(recipe: CascadeRecipe, device: str | None = None) -> dict[str, Any
         if "smart_turn" in recipe.baselines:
             from adaptkit.turn.verifiers import SmartTurnVerifier
 
-            add("baseline: Smart Turn v3.2", "Silero VAD", SmartTurnVerifier(), g=silero)
+            add("baseline: Smart Turn v3.2", "Silero VAD", SmartTurnVerifier(audio=recipe.smart_turn_audio), g=silero)
     report = {"data": str(folder / recipe.test), "split": recipe.test, "conversations": len(convs),
               "minutes": round(sum(len(w) for w in waves) / 16000 / 60, 2), "gate": gate_info, "threshold": recipe.threshold,
-              "timeout": recipe.timeout, "asks": recipe.asks, "device": str(where), "systems": systems,
-              "latency_ms": part_latency(systems)}
+              "timeout": recipe.timeout, "asks": recipe.asks, "device": str(where),
+              "final_punctuation": split_punctuation(folder / recipe.test), "systems": systems, "latency_ms": part_latency(systems)}
     write_report(report, out)
     return report
+
+
+def _test_conversations(recipe: CascadeRecipe, folder: Path) -> list[tuple[Path, dict]]:
+    """The test split's conversations; with Smart Turn on the own channel, each must have its stereo file."""
+    from adaptkit.synth.dataset import stereo_path
+    from adaptkit.turn.verifiers import need_stereo
+
+    convs = _conversations(folder / recipe.test, recipe.limit)
+    if "smart_turn" in recipe.baselines and recipe.smart_turn_audio == "own_channel":
+        for wav, _ in convs:
+            need_stereo(stereo_path(wav))
+    return convs
+
+
+def split_punctuation(split: Path) -> dict[str, Any]:
+    """The final punctuation rates of the split's turn_end.jsonl (`adaptkit.turn.punctuation`), logged;
+    {"data": None, "missing": path} when the split has none (data not made by adaptkit synth)."""
+    from adaptkit.turn.punctuation import describe, split_final_punctuation
+
+    path = split / "turn_end.jsonl"
+    if not path.is_file():
+        log.info("final punctuation: not measured, no %s", path)
+        return {"data": None, "missing": str(path)}
+    rates = split_final_punctuation(path)
+    log.info("%s %s", split.name, describe(rates))
+    return rates
 
 
 def part_latency(systems: dict[str, dict]) -> dict[str, dict]:
@@ -295,6 +375,9 @@ def to_markdown(report: dict) -> str:
         lines.append(f"| {name} | {s['gate']} | {s['asked']} | {_f(s['calls_per_minute'])} | {_f(pc['SU']['f1'])} | {_f(pc['Pause']['f1'])} | "
                      f"{_f(pc['Gap']['f1'])} | {_f(s['frames']['macro_f1'])} | {_f(s['frames']['mean_iou'])} | {_f(t['false_cutoff_rate'])} | "
                      f"{_f(t['gap_latency_median'])} | {_f(t['gap_detected'])} |")
+    lines += ["", "## What each system hears", "", "| system | hears |", "|---|---|"]
+    lines += [f"| {name} | {s.get('hears', '–')} |" for name, s in systems.items()]
+    lines += ["", _punctuation_line(report.get("final_punctuation"))]
     lines += _budget_table(systems, "budgets", "two-party mode",
                            "every Pause or Gap silence of 100 ms or more is a decision point, a system fires when its score is >= the "
                            "threshold, latency is the median over Gaps and a missed Gap has latency inf (inf: half the Gaps missed)")
@@ -311,6 +394,17 @@ def to_markdown(report: dict) -> str:
         lines += [f"| {part} | {x['calls']} | {_f(x['p50_ms'])} | {_f(x['p95_ms'])} |" for part, x in report["latency_ms"].items()]
     lines += ["", "![False cut-offs vs latency (two-party mode)](plots/tradeoff.png)", ""]
     return "\n".join(lines)
+
+
+def _punctuation_line(rates: dict | None) -> str:
+    """The report's line on the split's final punctuation rates (`split_punctuation`)."""
+    from adaptkit.turn.punctuation import describe
+
+    if not rates or rates.get("data") is None:
+        missing = (rates or {}).get("missing", "the split's turn_end.jsonl")
+        return f"Final punctuation of the turn_end data: not measured (no {missing})."
+    return (f"Turn-end data of this split ({rates['data']}), {describe(rates)}: an end-of-turn LM that reads punctuated "
+            "reference words can read the answer off these marks.")
 
 
 def _budget_table(systems: dict, key: str, mode: str, definition: str) -> list[str]:

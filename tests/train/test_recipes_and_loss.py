@@ -125,5 +125,5 @@ def test_real_size_turn_recipes_validate():
     end = Recipe.load(RECIPES / "turn_end.yaml")
     assert end.model.llm == "Qwen/Qwen3-4B" and end.model.encoder is None and end.task == "turn_end" and end.freeze.lora
     cascade = CascadeRecipe.load(RECIPES / "cascade.yaml")
-    assert set(cascade.turn_models.values()) == {str(RECIPES / "turn_tags.yaml"), str(RECIPES / "turn_end.yaml")}
+    assert {m.model for m in cascade.turn_models.values()} == {str(RECIPES / "turn_tags.yaml"), str(RECIPES / "turn_end.yaml")}
     assert cascade.asks == [0.2] and cascade.gate.kind == "gru"

@@ -108,7 +108,7 @@ def tiny_study(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("cascade")
     data = tmp / "data"  # one set of calls for both turn models and the cascade
-    generate(SynthConfig(out=data, langs=("en",), n=6, duration=8.0, telephone=True, seed=0, jobs=1))
+    generate(SynthConfig(out=data, langs=("en",), n=6, duration=8.0, telephone=True, seed=0, jobs=1, stereo=True))
     for name in ("turn_tags", "turn_end"):
         r = yaml.safe_load((RECIPES / "tiny" / f"{name}.yaml").read_text())
         kept = {k: v for k, v in r["data"].items() if k != "synth"}
@@ -146,6 +146,14 @@ def test_tiny_cascade_recipe_trains_and_scores_every_system(tiny_study):
     assert systems["cascade: tags"]["latency_ms"]["turn_model"]["calls"] < systems["every chunk: tags"]["latency_ms"]["turn_model"]["calls"]
     assert all(s["latency_ms"]["gate"]["p50_ms"] > 0 for s in systems.values()) and "## Per-call latency" in markdown
     assert saved["latency_ms"] == latency
+    hears = {name: s["hears"] for name, s in systems.items()}  # what each system hears, in the report
+    assert hears["cascade: tags"] == "the mono mix, last 8 s" and hears["every chunk: text"] == "reference words, punctuated"
+    assert hears["baseline: Smart Turn v3.2"] == "the judged speaker's own channel, last 8 s"
+    assert hears["GRU gate + timeout"] == "the mono mix through the GRU gate: the silence length alone"
+    assert "| baseline: Smart Turn v3.2 | the judged speaker's own channel, last 8 s |" in markdown
+    rates = report["final_punctuation"]  # the scored split's turn_end data
+    assert rates["data"].endswith("test_ood/turn_end.jsonl") and rates["incomplete"]["turns"] + rates["complete"]["turns"] > 0
+    assert saved["final_punctuation"] == rates and "final punctuation: " in markdown
     for s in systems.values():  # eot-bench charges misses the timeout: its latency budgets are never inf
         assert s["eot_bench"]["mode"] == "eot-bench" and s["curve"][0]["mode"] == "two-party"
         assert all(v is None or v < float("inf") for v in s["eot_bench"]["budgets"].values())
@@ -219,3 +227,58 @@ def test_the_text_verifier_reads_the_words_said_before_the_silence(language, joi
     assert verifier(np.zeros(1), 0.5) == 0.0 and seen == []  # nothing said yet
     assert verifier(np.zeros(1), 3.0) == 0.7
     assert seen[-1] == [{"role": "assistant", "content": "こんにちは"}, {"role": "user", "content": joined}]
+
+
+def test_smart_turn_on_the_own_channel_refuses_calls_without_stereo_before_training(tmp_path):
+    import soundfile as sf
+
+    from adaptkit.turn.study import CascadeRecipe, run_study
+
+    split = tmp_path / "data" / "test_ood"
+    split.mkdir(parents=True)
+    (split / "c.json").write_text(json.dumps({"id": "c", "units": [], "silences": [], "frames": {"hop": 0.1, "labels": ["SU"] * 30}}))
+    sf.write(split / "c.wav", np.zeros(3 * 16000, np.float32), 16000)
+    recipes = RECIPES / "tiny"
+    tags = yaml.safe_load((recipes / "turn_tags.yaml").read_text())
+    tags["output_dir"] = str(tmp_path / "tags")
+    (tmp_path / "tags.yaml").write_text(yaml.safe_dump(tags))
+    recipe = CascadeRecipe.load(recipes / "cascade.yaml", (f"turn_models={{tags: {tmp_path / 'tags.yaml'}}}", f"data={tmp_path / 'data'}",
+                                                           f"output_dir={tmp_path / 'out'}"))
+    with pytest.raises(AdaptkitError, match=r"^smart_turn_audio: own_channel needs .*test_ood/c\.stereo\.wav"):
+        run_study(recipe)
+    assert not (tmp_path / "tags").exists()  # the turn model was not trained
+    with pytest.raises(AdaptkitError, match=r"cascade.yaml: smart_turn_audio: unknown audio 'stereo'"):
+        CascadeRecipe.load(recipes / "cascade.yaml", ("smart_turn_audio=stereo",))
+
+
+def _load(tmp_path, turn_models: str):
+    from adaptkit.turn.study import CascadeRecipe
+
+    (tmp_path / "asr").mkdir(exist_ok=True)
+    path = tmp_path / "c.yaml"
+    path.write_text(f"turn_models: {turn_models}\n")
+    return CascadeRecipe.load(path)
+
+
+def test_the_recipe_takes_a_path_or_a_mapping(tmp_path):
+    from adaptkit.turn.study import TurnModel
+
+    recipe = _load(tmp_path, "{a: t.yaml, b: {model: n.yaml, words: oracle_normalised}, c: {model: n.yaml, words: asr, asr: asr}}")
+    assert recipe.turn_models == {"a": TurnModel(str(tmp_path / "t.yaml")), "b": TurnModel(str(tmp_path / "n.yaml"), "oracle_normalised"),
+                                  "c": TurnModel(str(tmp_path / "n.yaml"), "asr", str(tmp_path / "asr"))}
+    assert recipe.smart_turn_audio == "own_channel"
+
+
+@pytest.mark.parametrize("turn_models,message", [
+    ("{a: {model: n.yaml, words: asrr}}", "turn_models.a.words: unknown words mode 'asrr' (closest: asr); use one of oracle, oracle_normalised, asr"),
+    ("{a: {model: n.yaml, words: asr}}", "turn_models.a.asr: give the ASR checkpoint with words: asr"),
+    ("{a: {model: n.yaml, asr: asr}}", "turn_models.a.asr: read only with words: asr (words is not given)"),
+    ("{a: {model: n.yaml, words: asr, asr: nowhere}}", "turn_models.a.asr: no such file or folder"),
+    ("{a: {modle: n.yaml}}", "turn_models.a.modle: unknown key (closest: model); allowed: model, words, asr"),
+    ("{a: {words: oracle}}", "turn_models.a: missing key 'model'"),
+    ("{a: 3}", "turn_models.a: expected a path or a mapping {model, words, asr}, got int 3"),
+])
+def test_bad_turn_model_entries_are_one_line(tmp_path, turn_models, message):
+    with pytest.raises(AdaptkitError) as err:
+        _load(tmp_path, turn_models)
+    assert str(err.value).startswith(f"{tmp_path / 'c.yaml'}: {message}") and "\n" not in str(err.value)
