@@ -62,7 +62,7 @@ class AsrWords:
     decodes (the task's `decode`: greedy, the language forced, the length limit set from the
     reference text as eval sets it). The text is cached per conversation, so the ASR runs once per
     unit and its time counts in the call that first needs it. Control tokens (speaker tags) are
-    dropped from what it writes."""
+    dropped from what it writes, and so is an answer prefix (`language X<asr_text>`) when it writes one."""
 
     normalised = True
 
@@ -100,13 +100,14 @@ class AsrWords:
     def transcribe(self, index: int, unit: dict) -> str:
         """The ASR's words for one unit of the current conversation, control tokens dropped."""
         from adaptkit.control_tokens import CONTROL_TOKEN
-        from adaptkit.data.manifest import Sample
+        from adaptkit.data.manifest import ANSWER_PREFIX, Sample
 
         audio = Path(self.record["audio"])
         sample = Sample(id=f"{self.record.get('id', audio.stem)}_u{index:03d}", where=f"{audio}: unit {index}", audio=audio,
                         text=unit["text"], language=self.record.get("language"), start=unit["start"], end=unit["end"])
         (row,) = self.task.decode(self.model, [sample], batch_size=1, progress=False)
-        return " ".join(CONTROL_TOKEN.sub(" ", row["hypothesis"]).split())
+        text = ANSWER_PREFIX.sub("", row["hypothesis"])  # written by the model itself when the language is unknown
+        return " ".join(CONTROL_TOKEN.sub(" ", text).split())
 
 
 def words_for(mode: str, asr: str | None = None, device: torch.device | str = "cpu") -> Words:
