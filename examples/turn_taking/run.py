@@ -25,7 +25,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import shutil
+import sys
+import time
 from pathlib import Path
 
 import yaml
@@ -107,10 +110,13 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=None, help="score at most this many test conversations")
     ap.add_argument("--commit", action="store_true", help="copy the report into examples/turn_taking/results/")
     args = ap.parse_args()
+    started = time.perf_counter()
+    command = " ".join(["python", "examples/turn_taking/run.py", *map(shlex.quote, sys.argv[1:])])
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     data = out / "data"
-    if not (data / "train").is_dir():
+    reused = (data / "train").is_dir()  # data made by an earlier call into OUT: run.json says so
+    if not reused:
         generate(SynthConfig(out=data, langs=("en",), n=args.calls, duration=15.0, telephone=True, seed=7, stereo=True))
     normalised = normalised_data(data, out / "data_normalised", args.splits)
     recipes = turn_recipes(out, data, normalised, args)
@@ -135,6 +141,10 @@ def main() -> None:
         for name, s in report["systems"].items():
             print(f"{split} {name}: calls/min {s['calls_per_minute']:.1f}, macro F1 {s['frames']['macro_f1']:.3f} (hears {s['hears']})")
     evaluate_alone(out, data, normalised, args.splits)
+    run_record = {"command": command, "wall_seconds": round(time.perf_counter() - started, 1), "base": args.base,
+                  "calls": args.calls, "reused_data": reused}
+    atomic_write_text(out / "cascade" / "run.json", json.dumps(run_record, indent=1) + "\n")
+    print(f"done in {run_record['wall_seconds']:.0f} s")
     if args.commit:
         dest = HERE / "results"
         shutil.rmtree(dest, ignore_errors=True)
