@@ -52,3 +52,6 @@ def test_the_turn_taking_study_runs_every_system(tmp_path):
     assert [[normalize_text(m["content"]) for m in r["messages"]] for r in original] == [[m["content"] for m in r["messages"]] for r in normalised]
     trained = yaml.safe_load((tmp_path / "turn_end_normalised.yaml").read_text())  # the normalised LM learns normalised text
     assert trained["data"]["train"] == str(tmp_path / "data_normalised" / "train" / "turn_end.jsonl")
+    record = json.loads((tmp_path / "cascade" / "run.json").read_text())  # the command and wall time of the run
+    assert record["command"].startswith("python examples/turn_taking/run.py --out ") and record["wall_seconds"] > 0
+    assert record["reused_data"] is False
