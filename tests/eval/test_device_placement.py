@@ -136,14 +136,14 @@ def test_decoding_hands_generate_its_inputs_on_the_models_device_in_its_dtype(ca
 
 def test_the_cascade_places_each_turn_model_and_its_inputs_on_the_device(call_waves, monkeypatch):
     import adaptkit.eval.run as run
-    from adaptkit.turn.study import _verifier
+    from adaptkit.turn.study import TurnModel, _verifier
 
     _, wave, record = call_waves[-1]
     end = float(record["units"][0]["end"]) + 0.05
     for t in (tags_model(), text_model()):
         moves, seen = record_moves(monkeypatch, t.loaded.model), record_inputs(t.loaded.model)
         monkeypatch.setattr(run, "load_task_model", lambda *args, t=t, **kwargs: t)
-        verifier = _verifier("a turn model", CPU)
+        verifier = _verifier("a turn model", TurnModel("a turn model"), CPU)
         verifier.reset(record)
         assert 0.0 <= verifier(wave[: int(end * 16000)], end) <= 1.0
         assert moves == [(CPU,)], t.name
