@@ -209,7 +209,7 @@ def cascade_(recipe, overrides, device) -> None:
     if report["final_punctuation"].get("data"):
         from adaptkit.turn.punctuation import describe
 
-        click.echo(f"{r.test} turn_end data, {describe(report['final_punctuation'])}")
+        click.echo(f"{r.test} end-of-turn data, {describe(report['final_punctuation'])}")
     click.echo(f"report: {r.output_dir}/report.md")
 
 

@@ -402,7 +402,7 @@ def _punctuation_line(rates: dict | None) -> str:
 
     if not rates or rates.get("data") is None:
         missing = (rates or {}).get("missing", "the split's turn_end.jsonl")
-        return f"Final punctuation of the turn_end data: not measured (no {missing})."
+        return f"Final punctuation of the end-of-turn data: not measured (no {missing})."
     return (f"Turn-end data of this split ({rates['data']}), {describe(rates)}: an end-of-turn LM that reads punctuated "
             "reference words can read the answer off these marks.")
 
