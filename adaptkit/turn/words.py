@@ -75,7 +75,7 @@ class AsrWords:
         self.task = task(self.model.task)
         if not self.task.transcribes:
             raise AdaptkitError(f"asr: {path} is a {self.model.task} model, which does not transcribe; "
-                                "give a Speech-LLM trained for transcription (a merged Qwen3-ASR folder, or a speaker_asr adapter)")
+                                "give a Speech-LLM trained for transcription (a merged Qwen3-ASR folder, or a speaker-tagging transcription adapter)")
         place(self.model.loaded.model, device)
         self.hears = f"ASR words ({path}) of the judged speaker, the other speaker's reference words, normalised like LiveKit"
         self.record: dict = {}
