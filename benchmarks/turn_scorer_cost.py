@@ -22,11 +22,20 @@ from adaptkit.end_of_turn import EndOfTurnScorer
 WORDS = "thank you for calling customer support how can I help you with your order today".split()
 
 
-def qwen3_shape_model(vocab_size: int) -> Qwen3ForCausalLM:
-    """A random causal LM of Qwen3 shape (hidden 512, 4 layers, head dim 64) with `vocab_size` rows."""
+SHAPES = {
+    "512 x 4": dict(hidden_size=512, intermediate_size=1536, num_hidden_layers=4, num_attention_heads=8,
+                    num_key_value_heads=4, head_dim=64),
+    "Qwen3-0.6B": dict(hidden_size=1024, intermediate_size=3072, num_hidden_layers=28, num_attention_heads=16,
+                       num_key_value_heads=8, head_dim=128, tie_word_embeddings=True),
+}
+"""Causal LM shapes the scorer is timed on: a small Qwen3 shape, and Qwen3-0.6B's own configuration
+(the published config.json of Qwen/Qwen3-0.6B)."""
+
+
+def qwen3_shape_model(vocab_size: int, shape: str = "512 x 4") -> Qwen3ForCausalLM:
+    """A random causal LM of a `SHAPES` shape with `vocab_size` rows, in eval mode."""
     torch.manual_seed(0)
-    return Qwen3ForCausalLM(Qwen3Config(vocab_size=vocab_size, hidden_size=512, intermediate_size=1536, num_hidden_layers=4,
-                                        num_attention_heads=8, num_key_value_heads=4, head_dim=64))
+    return Qwen3ForCausalLM(Qwen3Config(vocab_size=vocab_size, **SHAPES[shape])).eval()
 
 
 def conversation(tok, context: int) -> list[dict]:

@@ -70,8 +70,7 @@ import torch
 import torch.nn.functional as F
 from peft import TrainableTokensConfig, get_peft_model
 from qwen_asr import Qwen3ASRModel
-from transformers import (AddedToken, Qwen2TokenizerFast, Qwen3Config, Qwen3ForCausalLM, Trainer, TrainerCallback,
-                          TrainingArguments)
+from transformers import AddedToken, Qwen2TokenizerFast, Trainer, TrainerCallback, TrainingArguments
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmarks, also when imported by tests
 import turn_scorer_cost  # noqa: E402
@@ -355,22 +354,11 @@ def write_utterances(folder: Path, seconds: list[float]) -> list[str]:
 
 # ----- end of turn -------------------------------------------------------------------------------
 
-SCORER_SHAPES = {
-    "512 x 4": dict(hidden_size=512, intermediate_size=1536, num_hidden_layers=4, num_attention_heads=8,
-                    num_key_value_heads=4, head_dim=64),
-    "Qwen3-0.6B": dict(hidden_size=1024, intermediate_size=3072, num_hidden_layers=28, num_attention_heads=16,
-                       num_key_value_heads=8, head_dim=128, tie_word_embeddings=True),
-}
-"""The LMs the scorer is timed on, both at 151,936 rows: a small Qwen3 shape and Qwen3-0.6B's own
-configuration (the published config.json of Qwen/Qwen3-0.6B), random weights."""
-
-
 def scorer_child(shape: str, contexts: list[int], updates: int) -> dict:
     """Per context: ms of `EndOfTurnScorer.add`, of recomputing the last WINDOW tokens, and of the one
     output-layer row both must compute (a 151,936 x hidden matrix read once: memory-bound), alternated."""
     tok = Qwen2TokenizerFast.from_pretrained(str(qwen3_tokenizer_files()))
-    torch.manual_seed(0)
-    model = Qwen3ForCausalLM(Qwen3Config(vocab_size=VOCAB_ROWS, **SCORER_SHAPES[shape])).eval()
+    model = turn_scorer_cost.qwen3_shape_model(VOCAB_ROWS, shape)
     scorer = EndOfTurnScorer(model, tok)
     out = {}
     for context in contexts:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 
 from adaptkit import child
@@ -39,11 +42,8 @@ def test_after_parallel_torch_work_it_does_not_fork(tmp_path):
     """A child forked after torch ran an op on two OpenMP threads hangs in its first parallel op
     (libgomp is not fork-safe), so such a process must start a fresh interpreter instead. Run in a
     fresh interpreter with two threads: the suite's own process uses one (tests/conftest.py)."""
-    import subprocess
-    import sys
-
     code = ("import os, torch; from adaptkit import child; child.warm(); assert torch.get_num_threads() == 2; "
             "before = child.can_fork(); torch.exp(torch.randn(1 << 20)); print(before, child.can_fork())")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**__import__("os").environ, "OMP_NUM_THREADS": "2"})
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "2"})
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["True", "False"]

@@ -20,7 +20,7 @@ import numpy as np
 from adaptkit.data.manifest import ANSWER_PREFIX
 from adaptkit.eval.run import score_rows
 
-from study import SLICES, untagged
+from study import SLICES, Run, untagged
 
 RESAMPLES = 2000
 METRICS = {"cer": "CER, tags removed", "wer": "WER, tags removed", "cpwer": "cpWER", "wder": "WDER", "degenerate": "degenerate"}
@@ -86,16 +86,6 @@ def estimate(runs: list[dict[str, np.ndarray]], metric: str, minus: list[dict[st
 
     low, high = np.nanpercentile(stat(idx), [2.5, 97.5])
     return Estimate(float(stat(slice(None))), float(low), float(high), calls)
-
-
-@dataclass(frozen=True)
-class Run:
-    """One stage-2 training run: which adapter, learning rate and seed, and its variant name."""
-
-    kind: str
-    lr: float
-    seed: int
-    name: str
 
 
 OOD = [s for s in SLICES if s != "test_id"]

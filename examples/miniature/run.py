@@ -28,6 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import report  # noqa: E402
+from adaptkit.atomic import atomic_write_text  # noqa: E402
 import study  # noqa: E402
 
 
@@ -55,12 +56,6 @@ SMOKE = Budget(base_calls=2, slice_calls=2, fine_tune_calls=3, dev_calls=2, dura
                stage2_steps=2, seeds=(0,), lrs={"projector": (1e-3,), "lora_r8": (1e-3,)})
 
 
-def stage2_runs(b: Budget) -> list[report.Run]:
-    """Every (kind, learning rate, seed) of stage 2 and its variant name."""
-    return [report.Run(kind, lr, seed, study.variant_name(kind, lr, seed))
-            for kind in study.KINDS for lr in b.lrs[kind] for seed in b.seeds]
-
-
 def cpu_name() -> str:
     """The CPU's model name (Linux), else the platform's machine type."""
     info = Path("/proc/cpuinfo")
@@ -69,11 +64,11 @@ def cpu_name() -> str:
 
 
 def write_report(out: Path, b: Budget, timings: dict, base_summary: dict, results: list, command: str) -> dict:
-    """OUT/report.md and OUT/summary.json from every eval's decoded.jsonl."""
+    """OUT/report.md from every eval's decoded.jsonl; returns what summary.json holds."""
     base = report.call_table(out / "compare" / "variants" / "base" / "eval" / "decoded.jsonl")
     failed = {r.name: r.status for r in results if r.status != "ok"}
     runs = {run: report.call_table(out / "compare" / "variants" / run.name / "eval" / "decoded.jsonl")
-            for run in stage2_runs(b) if run.name not in failed}
+            for run in study.stage2_runs(b.lrs, b.seeds) if run.name not in failed}
     best = report.best_lrs(runs)
     verdict_lines, verdict = report.verdict_section(base, runs, best)
     trainable = {r.name: r.trainable_parameters for r in results if r.trainable_parameters}
@@ -86,13 +81,12 @@ def write_report(out: Path, b: Budget, timings: dict, base_summary: dict, result
              f"trainable parameters: " + ", ".join(f"{k} {v:,}" for k, v in trainable.items() if k.endswith("_s0")) + ".",
              *(["", "Failed variants: " + "; ".join(f"{k}: {v}" for k, v in failed.items())] if failed else []), "",
              *verdict_lines, *report.base_section(base), *report.pooled_section(base, runs, best), *report.seed_section(base, runs)]
-    (out / "report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    summary = {"command": command, "budget": asdict(b), "seconds": timings, "stage1": base_summary, "verdict": verdict,
+    atomic_write_text(out / "report.md", "\n".join(lines) + "\n")
+    summary = {"command": command, "budget": asdict(b), "seconds": dict(timings), "stage1": base_summary, "verdict": verdict,
                "chosen_lr": best, "failed": failed, "trainable_parameters": trainable,
                "base": {name: asdict(report.estimate([base[name]], "cer")) for name in base},
                "variants": {run.name: {name: {m: asdict(report.estimate([t], m)) for m in report.METRICS} for name, t in table.items()}
                             for run, table in runs.items()}}
-    (out / "summary.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
     return summary
 
 
@@ -112,13 +106,12 @@ def main() -> None:
     base_summary = study.train_base(args.out / "stage1", data, b.stage1_steps, b.stage1_batch)
     timings["stage 1"] = time.perf_counter() - start - sum(timings.values())
     print(f"stage 1: {base_summary['steps']} steps in {timings['stage 1']:.0f} s", flush=True)
-    results = study.fine_tune(args.out, args.out / "stage1" / "merged", data, b.stage2_steps, b.lrs, b.seeds)
+    results = study.fine_tune(args.out, args.out / "stage1" / "merged", data, b.stage2_steps, study.stage2_runs(b.lrs, b.seeds))
     timings["stage 2"] = time.perf_counter() - start - sum(timings.values())
     summary = write_report(args.out, b, timings, base_summary, results, command)
-    timings["total"] = time.perf_counter() - start
-    summary["seconds"] = timings
-    (args.out / "summary.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
-    print(f"done in {timings['total']:.0f} s; verdict: {summary['verdict']}; report: {args.out / 'report.md'}")
+    summary["seconds"] = {**timings, "total": time.perf_counter() - start}
+    atomic_write_text(args.out / "summary.json", json.dumps(summary, indent=1) + "\n")
+    print(f"done in {summary['seconds']['total']:.0f} s; verdict: {summary['verdict']}; report: {args.out / 'report.md'}")
 
 
 if __name__ == "__main__":

@@ -143,13 +143,26 @@ KINDS = {
 rows: about the same number of trainable parameters on the small base (the report prints both)."""
 
 
-def variant_name(kind: str, lr: float, seed: int) -> str:
-    """`projector_lr0.001_s0`."""
-    return f"{kind}_lr{lr:g}_s{seed}"
+@dataclass(frozen=True)
+class Run:
+    """One stage-2 training run: which adapter, learning rate and seed."""
+
+    kind: str
+    lr: float
+    seed: int
+
+    @property
+    def name(self) -> str:
+        """Its variant name in `adaptkit compare`: `projector_lr0.001_s0`."""
+        return f"{self.kind}_lr{self.lr:g}_s{self.seed}"
 
 
-def fine_tune(out: Path, base: Path, data: dict[str, Path], steps: int, lrs: dict[str, tuple[float, ...]],
-              seeds: tuple[int, ...]) -> list:
+def stage2_runs(lrs: dict[str, tuple[float, ...]], seeds: tuple[int, ...]) -> list[Run]:
+    """Every kind x learning rate x seed of stage 2."""
+    return [Run(kind, lr, seed) for kind in KINDS for lr in lrs[kind] for seed in seeds]
+
+
+def fine_tune(out: Path, base: Path, data: dict[str, Path], steps: int, runs: list[Run]) -> list:
     """Stage 2: `adaptkit compare` from the merged base: every kind x learning rate x seed, the same
     steps and batch; scored on the dev set and every slice, the base (no adapter) beside them."""
     recipe = {
@@ -161,8 +174,7 @@ def fine_tune(out: Path, base: Path, data: dict[str, Path], steps: int, lrs: dic
         "train": {"lr": 1e-3, "schedule": "cosine", "warmup_steps": min(30, steps // 4), "min_lr_ratio": 0.1,
                   "batch_size": 8, "max_steps": steps, "clip": 1.0},
     }
-    variants = {variant_name(kind, lr, seed): {"freeze": KINDS[kind], "train": {"lr": lr, "seed": seed}}
-                for kind in KINDS for lr in lrs[kind] for seed in seeds}
+    variants = {run.name: {"freeze": KINDS[run.kind], "train": {"lr": run.lr, "seed": run.seed}} for run in runs}
     (out / "stage2.yaml").write_text(json.dumps(recipe))
     (out / "variants.yaml").write_text(json.dumps({"variants": variants}))
     tests = [str(data[k]) for k in ("dev", *SLICES)]
