@@ -48,6 +48,20 @@ def _stop_tqdm_monitors() -> None:
             thread.exit()
 
 
+def fresh_tqdm_lock() -> None:
+    """Give this (forked) process tqdm write locks of its own. tqdm's lock holds a multiprocessing
+    RLock, a semaphore every forked child shares with its parent and siblings (tqdm/std.py,
+    TqdmDefaultWriteLock.create_mp_lock): a sibling killed while it wrote a bar leaves it held, and
+    every child forked later waited forever at its first bar."""
+    from tqdm import tqdm
+    from tqdm.std import TqdmDefaultWriteLock
+
+    TqdmDefaultWriteLock.th_lock = threading.RLock()
+    if hasattr(TqdmDefaultWriteLock, "mp_lock"):
+        del TqdmDefaultWriteLock.mp_lock
+    tqdm.set_lock(TqdmDefaultWriteLock())
+
+
 def _settle_queue_feeders(seconds: float = 5.0) -> None:
     """Wait for multiprocessing.Queue feeder threads: a DataLoader's index queues are closed when its
     workers shut down, and their feeder threads then end on their own, a moment later
@@ -114,6 +128,7 @@ def start(args: list[str], stderr: Path) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
         os.dup2(err, 2)
         sys.stdout, sys.stderr = open(1, "w", closefd=False), open(2, "w", buffering=1, closefd=False)
+        fresh_tqdm_lock()
         from adaptkit.cli import main
 
         main.main(args, prog_name="adaptkit")

@@ -47,3 +47,37 @@ def test_after_parallel_torch_work_it_does_not_fork(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "2"})
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["True", "False"]
+
+
+def test_a_child_writes_bars_when_a_killed_sibling_left_tqdms_shared_lock_held():
+    """tqdm's write lock holds a multiprocessing semaphore that forked processes share: one killed
+    inside a bar's write leaves it held. A forked child takes locks of its own (`fresh_tqdm_lock`).
+    All of it runs in a forked sandbox, so that this process's own tqdm lock stays free."""
+    sandbox = os.fork()
+    if sandbox == 0:
+        code = 1
+        try:
+            code = _sibling_leaves_the_lock_held_and_a_child_takes_its_own()
+        finally:
+            os._exit(code)
+    assert os.waitstatus_to_exitcode(os.waitpid(sandbox, 0)[1]) == 0
+
+
+def _sibling_leaves_the_lock_held_and_a_child_takes_its_own() -> int:
+    """0 when a sibling left the shared lock held and a child's fresh locks are free, else 1."""
+    from tqdm import tqdm
+
+    child.fresh_tqdm_lock()  # the sandbox's own shared lock, inherited by its children below
+    shared = tqdm.get_lock().locks[0]
+    holder = os.fork()
+    if holder == 0:  # a sibling that dies holding the lock, as a SIGKILL inside a write leaves it
+        shared.acquire()
+        os._exit(0)
+    os.waitpid(holder, 0)
+    pid = os.fork()
+    if pid == 0:
+        held = not shared.acquire(False)
+        child.fresh_tqdm_lock()
+        free = all(lock.acquire(False) for lock in tqdm.get_lock().locks)
+        os._exit(0 if held and free else 1)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
