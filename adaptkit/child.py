@@ -59,7 +59,12 @@ def fresh_tqdm_lock() -> None:
     TqdmDefaultWriteLock.th_lock = threading.RLock()
     if hasattr(TqdmDefaultWriteLock, "mp_lock"):
         del TqdmDefaultWriteLock.mp_lock
-    tqdm.set_lock(TqdmDefaultWriteLock())
+    lock, classes = TqdmDefaultWriteLock(), [tqdm]
+    while classes:  # a subclass (tqdm.auto's) that made its lock first holds its own: replace each
+        cls = classes.pop()
+        if cls is tqdm or "_lock" in vars(cls):
+            cls.set_lock(lock)
+        classes += cls.__subclasses__()
 
 
 def _settle_queue_feeders(seconds: float = 5.0) -> None:

@@ -66,9 +66,11 @@ def test_a_child_writes_bars_when_a_killed_sibling_left_tqdms_shared_lock_held()
 def _sibling_leaves_the_lock_held_and_a_child_takes_its_own() -> int:
     """0 when a sibling left the shared lock held and a child's fresh locks are free, else 1."""
     from tqdm import tqdm
+    from tqdm.auto import tqdm as auto_tqdm
 
     child.fresh_tqdm_lock()  # the sandbox's own shared lock, inherited by its children below
-    shared = tqdm.get_lock().locks[0]
+    auto_tqdm.set_lock(auto_tqdm.get_lock().__class__())  # a subclass with a lock of its own, as one made first has
+    shared = auto_tqdm.get_lock().locks[0]
     holder = os.fork()
     if holder == 0:  # a sibling that dies holding the lock, as a SIGKILL inside a write leaves it
         shared.acquire()
@@ -78,6 +80,6 @@ def _sibling_leaves_the_lock_held_and_a_child_takes_its_own() -> int:
     if pid == 0:
         held = not shared.acquire(False)
         child.fresh_tqdm_lock()
-        free = all(lock.acquire(False) for lock in tqdm.get_lock().locks)
+        free = all(lock.acquire(False) for cls in (tqdm, auto_tqdm) for lock in cls.get_lock().locks)
         os._exit(0 if held and free else 1)
     return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
