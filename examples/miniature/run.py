@@ -9,6 +9,7 @@ is scored against the base on the same calls, with bootstrap intervals (report.p
 
     python examples/miniature/run.py --out runs/miniature          # the full study (about 75 min, 2 cores)
     python examples/miniature/run.py --out /tmp/mini --smoke        # every step at toy size (the test suite runs this)
+    python examples/miniature/run.py --out runs/miniature --base-only  # data and the stage-1 base only (about 35 min)
 
 Writes OUT/data, OUT/stage1 (the base), OUT/compare (every variant's run, eval and compare report),
 OUT/report.md (the study's report) and OUT/summary.json.
@@ -94,9 +95,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--smoke", action="store_true", help="Tiny budgets: checks every step in a few minutes.")
+    parser.add_argument("--base-only", action="store_true", help="Stop after stage 1 (the base other examples build on).")
     args = parser.parse_args()
     b = SMOKE if args.smoke else FULL
-    command = "python examples/miniature/run.py --out " + str(args.out) + (" --smoke" if args.smoke else "")
+    command = "python examples/miniature/run.py --out " + str(args.out) + (" --smoke" if args.smoke else "") + (" --base-only" if args.base_only else "")
     args.out = args.out.resolve()
     args.out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
@@ -106,6 +108,11 @@ def main() -> None:
     base_summary = study.train_base(args.out / "stage1", data, b.stage1_steps, b.stage1_batch)
     timings["stage 1"] = time.perf_counter() - start - sum(timings.values())
     print(f"stage 1: {base_summary['steps']} steps in {timings['stage 1']:.0f} s", flush=True)
+    if args.base_only:
+        base_run = {"command": command, "budget": asdict(b), "seconds": {**timings, "total": time.perf_counter() - start}, "stage1": base_summary}
+        atomic_write_text(args.out / "base.json", json.dumps(base_run, indent=1) + "\n")
+        print(f"base in {args.out / 'stage1' / 'merged'}; {args.out / 'base.json'} records the command and wall time")
+        return
     results = study.fine_tune(args.out, args.out / "stage1" / "merged", data, b.stage2_steps, study.stage2_runs(b.lrs, b.seeds))
     timings["stage 2"] = time.perf_counter() - start - sum(timings.values())
     summary = write_report(args.out, b, timings, base_summary, results, command)
