@@ -79,6 +79,32 @@ def test_at_most_one_chunk_of_logits_is_made_in_forward_and_backward(chunk, allo
     assert max(logit_rows) == chunk  # with one chunk, every position's logits at once: what the chunks avoid
 
 
+@pytest.mark.parametrize("chunk", [4, POSITIONS])
+def test_each_position_goes_through_the_output_layer_once(chunk):
+    head = heads()["token rows"]
+    rows: list[int] = []
+    head.register_forward_hook(lambda module, args, out: rows.append(args[0].shape[0]))
+    loss_and_grads(head, chunk)
+    probe = [1] if chunk < POSITIONS else []  # one position finds the trainable tensors the chunks need
+    assert sorted(rows) == sorted(probe + [min(chunk, POSITIONS - s) for s in range(0, POSITIONS, chunk)])
+
+
+def test_a_trained_tensor_outside_the_output_layer_gets_its_gradient_in_chunks():
+    head = heads()["plain"].requires_grad_(False)
+    scale = nn.Parameter(torch.tensor(0.7))
+    grads = []
+    for chunk in (POSITIONS, 5):
+        torch.manual_seed(1)
+        hidden = torch.randn(POSITIONS, WIDTH, requires_grad=True)
+        targets = torch.randint(0, VOCAB, (POSITIONS,))
+        (2.0 * weighted_cross_entropy(lambda h: head(h) * scale, hidden, targets, torch.ones(POSITIONS), chunk)).backward()
+        grads.append((scale.grad.clone(), hidden.grad))
+        scale.grad = None
+    assert grads[0][0].abs() > 0
+    assert_close(grads[1][0], grads[0][0], "scale.grad")
+    assert_close(grads[1][1], grads[0][1], "hidden.grad")
+
+
 def test_the_chunk_size_follows_the_logit_budget_and_bad_sizes_are_refused():
     assert chunk_positions(151_936) == 441  # 256 MiB of float32 logits
     assert chunk_positions(151_936, budget=1) == 1
