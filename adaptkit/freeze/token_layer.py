@@ -10,8 +10,9 @@ unmerged forward with what that copy amounts to:
 
 - embedding: look up with the frozen weight, then put the trained rows at the positions that
   hold a trained token (scaled embeddings get their scale afterwards, as peft applies it);
-- output layer: the frozen matmul, then the trained rows' logits written into their vocabulary
-  columns (`index_copy_` on the logits, whose size is positions x vocabulary, never the matrix's).
+- output layer: the frozen matmul, then the trained rows' logits put into their vocabulary columns
+  (`index_add_` of the difference to the frozen rows on the logits, whose size is positions x
+  vocabulary, never the matrix's).
 
 Anything peft's forward handles that this one does not (`max_norm`, `scale_grad_by_freq`, sparse
 gradients, a bias on the output layer, extra arguments, a base layer that is neither
@@ -62,8 +63,13 @@ class SparseTokensLayer(TrainableTokensLayer):
         return out * scale.to(out.dtype) if scale is not None else out
 
     def _project(self, x: torch.Tensor, ids: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        logits = F.linear(x, self.base_layer.weight)  # a fresh tensor the matmul's backward does not read: written in place
-        return logits.index_copy_(logits.dim() - 1, ids, F.linear(x, rows))
+        # The trained columns are added as a difference, not copied over: index_copy_'s backward
+        # clones the whole positions x vocabulary gradient to zero those columns, index_add_'s passes
+        # it through. The columns then hold x.W[ids] + x.(rows - W[ids]), x.rows within float
+        # rounding (exactly at peft's initialisation, where rows == W[ids]).
+        weight = self.base_layer.weight
+        logits = F.linear(x, weight)  # a fresh tensor the matmul's backward does not read: written in place
+        return logits.index_add_(logits.dim() - 1, ids, F.linear(x, rows - weight[ids]))
 
     def forward_adapters(self, x: torch.Tensor, active_adapters, *args, **kwargs) -> torch.Tensor:
         """peft's forward, except that unmerged token rows are applied without a full-matrix copy."""
