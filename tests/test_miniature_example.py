@@ -72,3 +72,14 @@ def test_the_miniature_study_runs_every_step(tmp_path):
     assert {r["language"] for r in train} == {"en", "ms"} and not any("<|spk_" in r["text"] for r in train)
     text = (tmp_path / "report.md").read_text()
     assert "The seed's claim at this size" in text and "| ood_malay |" in text and "Nothing reused" in text
+
+
+@pytest.mark.qwen_asr_stack
+def test_base_only_stops_after_stage_one_and_records_how(tmp_path):
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--out", str(tmp_path), "--smoke", "--base-only"], capture_output=True,
+                          text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    base = json.loads((tmp_path / "base.json").read_text())
+    assert base["command"].endswith("--smoke --base-only") and set(base["seconds"]) == {"data", "stage 1", "total"}
+    assert base["stage1"]["steps"] == 2 and (tmp_path / "stage1" / "merged" / "config.json").is_file()
+    assert not (tmp_path / "compare").exists() and not (tmp_path / "summary.json").exists()
