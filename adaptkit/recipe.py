@@ -26,6 +26,7 @@ from typing import Any, Iterable, Iterator
 import yaml
 
 from adaptkit.data.manifest import check_language
+from adaptkit.data.spec_augment import SpecAugment
 from adaptkit.errors import AdaptkitError
 from adaptkit.freeze.spec import AddTokens, FreezeSpec, parse_spec
 from adaptkit.tasks import DEFAULT_TASK, TASKS, task as task_of
@@ -206,6 +207,12 @@ class TrainSection:
     adaptkit only ever adds files there."""
     merged: bool = True
     """Also write a merged full checkpoint at the end."""
+    spec_augment: SpecAugment = field(default_factory=SpecAugment)
+    """SpecAugment-style frequency and time masks on the training features, e.g.
+    {freq_masks: 2, freq_width: 10, time_masks: 2, time_width: 20} (fields:
+    `adaptkit.data.spec_augment.SpecAugment`); off by default. Each sample's masks follow from
+    (seed, step, sample), so --resume stays bit-identical. Not with the encoder cache: a frozen
+    encoder's cached outputs would keep one mask for every epoch (set encoder_cache: false)."""
 
 
 @dataclass
@@ -342,6 +349,9 @@ def _check_train(t: "TrainSection") -> None:
         raise AdaptkitError(f"train.betas: expected two numbers in [0, 1), got {t.betas}")
     for token, weight in t.token_loss_weights.items():
         check_range(f"train.token_loss_weights.{token}", weight, 0, 1e6)
+    for key in ("freq_masks", "freq_width", "time_masks", "time_width"):
+        check_range(f"train.spec_augment.{key}", getattr(t.spec_augment, key), 0, 1e6)
+    check_range("train.spec_augment.time_ratio", t.spec_augment.time_ratio, 0, 1, above_low=True)
 
 
 def _check_scoring(recipe: "Recipe") -> None:

@@ -39,6 +39,11 @@ def test_the_turn_taking_study_runs_every_system(tmp_path):
     assert hears["cascade: end-of-turn LM (reference words, normalised)"] == "reference words, normalised like LiveKit"
     assert report["asr"] == str(tmp_path / "tiny_base") and hears["every chunk: end-of-turn LM (ASR words, normalised)"].startswith(
         f"ASR words ({tmp_path / 'tiny_base'}) of the judged speaker")
+    heard = report["asr_words"]["end-of-turn LM (ASR words, normalised)"]  # how well the ASR heard the LM's input
+    assert heard["units"] > 0 and heard["words"] > 0
+    assert heard["wer"] == round((heard["substitutions"] + heard["deletions"] + heard["insertions"]) / heard["words"], 4)
+    assert f"test_ood ASR words read by end-of-turn LM (ASR words, normalised): WER {heard['wer']:.3f}" in proc.stdout
+    assert "ASR words read by end-of-turn LM (ASR words, normalised): WER" in (tmp_path / "cascade" / "test_ood" / "report.md").read_text()
     assert hears["baseline: Smart Turn v3.2"] == "the judged speaker's own channel, last 8 s"
     assert len(list((tmp_path / "data" / "test_ood").glob("*.stereo.wav"))) > 0
     rates = report["final_punctuation"]  # printed, and in report.json and report.md

@@ -28,6 +28,7 @@ from adaptkit.data.batching import BucketBatchSampler, Encoded, encode
 from adaptkit.data.sharding import ProcessShard
 from adaptkit.data.manifest import Sample, read_manifest
 from adaptkit.data.sampling import downsample, filter_samples, sample_weights
+from adaptkit.data.spec_augment import mask_features
 from adaptkit.data.synthetic import synth_manifests
 from adaptkit.errors import AdaptkitError
 from adaptkit.freeze import apply, fingerprint, moved, save_adapter, save_merged, train_mode, trainable_parameters
@@ -303,6 +304,9 @@ def _build(recipe: Recipe, out: Path) -> _Parts:
     if skipped:
         log.warning("skipped %d bad samples (data.on_bad_sample: skip), first: %s", len(skipped), skipped[0])
     trains_encoder = encoder_trains(model)
+    if t.spec_augment.active and t.encoder_cache and not trains_encoder:
+        raise AdaptkitError("train.spec_augment: the encoder is frozen and its outputs are cached, so every epoch would "
+                            "see the first epoch's masks; set train.encoder_cache: false")
     ctc_head = _ctc_head(recipe, model, trains_encoder)
     weights_by_token = _token_weights(recipe, tok)
     cache_for = _cache_factory(recipe, out, model, frozen, trains_encoder, world)
@@ -502,6 +506,7 @@ class _Trainer:
             p.loader.batch_sampler.skip = pos.done_in_epoch  # a resume: the global batches already trained on
             for batch in loading.timed(p.loader, self.clock):
                 pos.done_in_epoch += 1
+                batch = mask_features(batch, self.t.spec_augment, self.t.seed, pos.step)
                 window.append(send_to_device(batch, self.acc.device))
                 if len(window) < self.t.grad_accum:
                     continue

@@ -64,6 +64,8 @@ def fingerprint(recipe: Recipe, train_path: str, dev_path: str | None) -> dict[s
         _flat("data.synth", asdict(d.synth), out)
     for key in _TRAIN:
         _flat(f"train.{key}", getattr(recipe.train, key), out)
+    if recipe.train.spec_augment.active:  # absent when off, so checkpoints written before the option still resume
+        _flat("train.spec_augment", asdict(recipe.train.spec_augment), out)
     return out
 
 

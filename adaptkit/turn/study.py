@@ -287,7 +287,8 @@ def run_study(recipe: CascadeRecipe, device: str | None = None) -> dict[str, Any
     report = {"data": str(folder / recipe.test), "split": recipe.test, "conversations": len(convs),
               "minutes": round(sum(len(w) for w in waves) / 16000 / 60, 2), "gate": gate_info, "threshold": recipe.threshold,
               "timeout": recipe.timeout, "asks": recipe.asks, "device": str(where),
-              "final_punctuation": split_punctuation(folder / recipe.test), "systems": systems, "latency_ms": part_latency(systems)}
+              "final_punctuation": split_punctuation(folder / recipe.test), "asr_words": asr_word_errors(verifiers),
+              "systems": systems, "latency_ms": part_latency(systems)}
     write_report(report, out)
     return report
 
@@ -302,6 +303,15 @@ def _test_conversations(recipe: CascadeRecipe, folder: Path) -> list[tuple[Path,
         for wav, _ in convs:
             need_stereo(stereo_path(wav))
     return convs
+
+
+def asr_word_errors(verifiers: dict[str, Any]) -> dict[str, dict] | None:
+    """Per turn model that reads an ASR's words: that ASR's word errors on the units it transcribed
+    (`AsrWords.word_errors`), so the report says how well the LM's input was heard; None when none does."""
+    from adaptkit.turn.words import AsrWords
+
+    found = {name: v.words.word_errors() for name, v in verifiers.items() if isinstance(getattr(v, "words", None), AsrWords)}
+    return {name: x for name, x in found.items() if x is not None} or None
 
 
 def split_punctuation(split: Path) -> dict[str, Any]:
@@ -378,6 +388,10 @@ def to_markdown(report: dict) -> str:
     lines += ["", "## What each system hears", "", "| system | hears |", "|---|---|"]
     lines += [f"| {name} | {s.get('hears', '–')} |" for name, s in systems.items()]
     lines += ["", _punctuation_line(report.get("final_punctuation"))]
+    for name, x in (report.get("asr_words") or {}).items():
+        lines += ["", f"ASR words read by {name}: WER {x['wer']:.3f} over {x['units']} units ({x['words']} reference words; "
+                      f"{x['substitutions']} substituted, {x['deletions']} deleted, {x['insertions']} inserted; "
+                      f"{x['empty_units']} units heard as nothing), both sides normalised like LiveKit."]
     lines += _budget_table(systems, "budgets", "two-party mode",
                            "every Pause or Gap silence of 100 ms or more is a decision point, a system fires when its score is >= the "
                            "threshold, latency is the median over Gaps and a missed Gap has latency inf (inf: half the Gaps missed)")

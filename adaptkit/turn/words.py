@@ -80,6 +80,8 @@ class AsrWords:
         self.hears = f"ASR words ({path}) of the judged speaker, the other speaker's reference words, normalised like LiveKit"
         self.record: dict = {}
         self.cache: dict[int, str] = {}
+        self.heard: dict[tuple[str, int], tuple[str, str]] = {}
+        """(conversation id, unit index) -> (reference, ASR words) of every unit transcribed, for `word_errors`."""
 
     def reset(self, record: dict) -> None:
         """Start a conversation: its record names its mono audio file (absolute)."""
@@ -95,7 +97,25 @@ class AsrWords:
             return unit["text"]
         if index not in self.cache:
             self.cache[index] = self.transcribe(index, unit)
+            self.heard[(str(self.record.get("id", self.record["audio"])), index)] = (unit["text"], self.cache[index])
         return self.cache[index]
+
+    def word_errors(self) -> dict[str, float | int] | None:
+        """The ASR's word error rate on every unit it transcribed so far, reference and ASR words both
+        normalised like LiveKit (as the LM reads them), scored by jiwer; None before any unit."""
+        import jiwer
+
+        from adaptkit.turn.normalize import normalize_text
+
+        pairs = [(normalize_text(ref), normalize_text(hyp)) for ref, hyp in self.heard.values()]
+        pairs = [(ref, hyp) for ref, hyp in pairs if ref]  # a unit of punctuation alone has no words to score
+        if not pairs:
+            return None
+        out = jiwer.process_words([r for r, _ in pairs], [h for _, h in pairs])
+        words = out.hits + out.substitutions + out.deletions
+        return {"units": len(pairs), "words": words, "wer": round(out.wer, 4), "substitutions": out.substitutions,
+                "deletions": out.deletions, "insertions": out.insertions,
+                "empty_units": sum(1 for _, h in pairs if not h)}
 
     def transcribe(self, index: int, unit: dict) -> str:
         """The ASR's words for one unit of the current conversation, control tokens dropped."""

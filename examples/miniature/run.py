@@ -37,7 +37,7 @@ import study  # noqa: E402
 class Budget:
     """Sizes of one study."""
 
-    base_calls: int = 70
+    base_calls: int = 100
     """Training calls per base group (7 groups)."""
     slice_calls: int = 40
     """Calls per test slice."""
@@ -45,7 +45,7 @@ class Budget:
     dev_calls: int = 16
     duration: float = 9.0
     """Target call length, seconds (a call has an opening, a problem and a goodbye: 8 s or more)."""
-    stage1_steps: int = 2800
+    stage1_steps: int = 4000
     stage1_batch: int = 16
     stage2_steps: int = 300
     seeds: tuple[int, ...] = (0, 1, 2)

@@ -110,11 +110,17 @@ def make_data(root: Path, base_calls: int, slice_calls: int, fine_tune_calls: in
     return out
 
 
+BASE_MASKS = {"freq_masks": 2, "freq_width": 12, "time_masks": 2, "time_width": 20, "time_ratio": 0.2}
+"""Stage 1's SpecAugment-style masks (`train.spec_augment`): milder than the paper's LibriSpeech
+policy (2 x 27 of 80 bins, 2 x 100 frames) for a model this small and a run this short: two masks
+of up to 12 of the 128 mel bins and two of up to 0.2 s."""
+
+
 def train_base(out: Path, data: dict[str, Path], steps: int, batch_size: int) -> dict:
     """Stage 1: a small Qwen3-ASR-architecture model from scratch, every weight trainable, with the
-    auxiliary CTC loss, on whole untagged calls and single utterances of every group. It trains in
-    a child process (`adaptkit.child`), as compare's variants do, so that this process never runs
-    parallel torch work and can keep forking them."""
+    auxiliary CTC loss and SpecAugment-style masks, on whole untagged calls and single utterances of
+    every group. It trains in a child process (`adaptkit.child`), as compare's variants do, so that
+    this process never runs parallel torch work and can keep forking them."""
     recipe = {
         "model": {"tiny": "qwen3_asr", "size": "small", "init_std": 0.02},
         "freeze": {"train": ["encoder", "projector", "llm", "embeddings", "lm_head"]},
@@ -122,7 +128,8 @@ def train_base(out: Path, data: dict[str, Path], steps: int, batch_size: int) ->
         "task": "speaker_asr", "language": "en",
         "train": {"lr": 1e-3, "betas": [0.9, 0.98], "weight_decay": 0.01, "schedule": "cosine",
                   "warmup_steps": min(200, steps // 4), "min_lr_ratio": 0.05, "clip": 1.0, "batch_size": batch_size,
-                  "max_steps": steps, "ctc_weight": 0.5, "save_every": 500, "encoder_cache": False},
+                  "max_steps": steps, "ctc_weight": 0.5, "save_every": 500, "encoder_cache": False,
+                  "spec_augment": BASE_MASKS},
         "output_dir": str(out),
     }
     Recipe.parse(recipe, "stage1")

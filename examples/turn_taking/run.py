@@ -138,6 +138,8 @@ def main() -> None:
         report["base"], report["asr"] = args.base or "tiny random composed", asr
         atomic_write_text(out / "cascade" / split / "report.json", json.dumps(report, indent=1) + "\n")
         print(f"{split} turn_end data, {describe(report['final_punctuation'])}")
+        for name, x in (report["asr_words"] or {}).items():
+            print(f"{split} ASR words read by {name}: WER {x['wer']:.3f} over {x['units']} units")
         for name, s in report["systems"].items():
             print(f"{split} {name}: calls/min {s['calls_per_minute']:.1f}, macro F1 {s['frames']['macro_f1']:.3f} (hears {s['hears']})")
     evaluate_alone(out, data, normalised, args.splits)

@@ -48,7 +48,7 @@ class FakeAsr(AsrWords):
     """AsrWords with a stand-in for the decoder: 'ASR, unit K!' for unit K, each call recorded."""
 
     def __init__(self):
-        self.record, self.cache, self.calls = {}, {}, []
+        self.record, self.cache, self.calls, self.heard = {}, {}, [], {}
         self.hears = "fake ASR"
 
     def transcribe(self, index: int, unit: dict) -> str:
@@ -82,6 +82,29 @@ def test_asr_words_for_the_judged_speaker_once_per_unit_reference_words_for_the_
     assert asr.calls == [1, 3] and seen[-1][-1] == {"role": "user", "content": "asr unit 1 asr unit 3"}
     assert _asked(verifier, {**call, "units": UNITS[:1]}, 1.0) == [{"role": "user", "content": "asr unit 0"}]  # spk_0 judged now
     assert asr.calls == [1, 3, 0]  # a new conversation starts a new cache
+
+
+class DroppingAsr(FakeAsr):
+    """Hears each unit but its last word."""
+
+    def transcribe(self, index: int, unit: dict) -> str:
+        return " ".join(unit["text"].split()[:-1])
+
+
+def test_the_asr_word_error_rate_counts_each_unit_once_on_livekit_normalised_words(text_model, call):
+    from adaptkit.turn.verifiers import EndOfTurnVerifier
+
+    asr = DroppingAsr()
+    assert asr.word_errors() is None  # nothing transcribed yet
+    verifier = EndOfTurnVerifier(text_model, asr)
+    verifier.scorer.score = lambda messages: 0.5
+    for _ in range(2):  # the same conversation twice (as the cascade and every chunk read it): counted once
+        verifier.reset(call)
+        for end in (1.8, 2.9):
+            verifier(np.zeros(1), end)
+    # units 1 and 3 are the judged speaker's: "hi i'd like" heard as "hi i'd", "to check my order" as "to check my"
+    assert asr.word_errors() == {"units": 2, "words": 7, "wer": round(2 / 7, 4), "substitutions": 0, "deletions": 2,
+                                 "insertions": 0, "empty_units": 0}
 
 
 @pytest.fixture(scope="module")
