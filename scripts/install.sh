@@ -51,9 +51,6 @@ if [ "$STACK" = current ]; then
   echo "current stack: transformers $after kept by pip install adaptkit[$EXTRAS]"
 else
   "$PIP" install -q --no-compile -e ".[$EXTRAS]"
-  # DeepSpeed, so that the suite checks the ZeRO-2 example config through accelerate: built against
-  # the CPU torch above (an isolated build would pull a CUDA torch); its CUDA ops are never built here
-  "$PIP" install -q --no-compile --no-build-isolation "deepspeed==0.19.8"
 fi
 # byte-compile what adaptkit's commands import (pip's --no-compile left it to the first import, which
 # every process repeats where PYTHONDONTWRITEBYTECODE is set: an import of adaptkit.train is 17 s of
