@@ -72,4 +72,3 @@ def _spans(rng: np.random.Generator, count: int, widest: int, size: int) -> list
         start = int(rng.integers(0, size - width + 1))
         spans.append((start, width))
     return spans
-
