@@ -438,28 +438,45 @@ def train_table(results: dict, parent_mb: float) -> list[str]:
         if model_kind != current:
             lines += ([""] if current else []) + [f"{model_kind}: {describe(model_kind)}", header, "-" * len(header)]
             current = model_kind
-        ours = [t for res in by["adaptkit"] for t in res["times"]]
+        ours = step_median(by, "adaptkit")
         first = by["adaptkit"][0]
         for contender in ("adaptkit", "adaptkit cached", *PEERS):
             times = [t for res in by[contender] for t in res["times"]]
             rss = max(res["peak_rss_mb"] for res in by[contender])
-            ratio = statistics.median(times) / statistics.median(ours)
+            ratio = statistics.median(times) / ours
             lead = f"{model_kind:<13}{seconds:>5g}s{n:>6}{first['tokens']:>7}{first['supervised']:>5}" if contender == "adaptkit" else " " * 37
             lines.append(f"{lead} | {contender:<15}{spread(times):>24}{ratio:>7.2f}{rss:>8.0f}")
-        cached = statistics.median(t for res in by["adaptkit cached"] for t in res["times"])
-        lines.append(floor_line(by, statistics.median(ours), cached))
+        lines.append(floor_line(by))
     return lines
 
 
-def floor_line(by: dict, ours: float, cached: float) -> str:
-    """adaptkit step / floor, the cached step / the floor without the encoder, and the floor's
-    phases (medians over rounds)."""
+def step_median(by: dict, contender: str) -> float:
+    """Median seconds over every timed step of every round of `contender`."""
+    return statistics.median(t for res in by[contender] for t in res["times"])
+
+
+def floor_ratios(by: dict) -> tuple[dict[str, float], float, float]:
+    """The floor's phases (medians over rounds), adaptkit step / floor, and the cached step / the
+    floor without the encoder."""
     phases = {p: statistics.median(res["phases"][p] for res in by["floor"]) for p in PHASES}
     floor = sum(phases.values())
+    return phases, step_median(by, "adaptkit") / floor, step_median(by, "adaptkit cached") / (floor - phases["encoder"])
+
+
+def floor_line(by: dict) -> str:
+    """adaptkit step / floor, the cached step / the floor without the encoder, and the floor's phases."""
+    phases, ours, cached = floor_ratios(by)
     forward = statistics.median(res["nograd_forward"] for res in by["floor"])
     parts = ", ".join(f"{p} {phases[p]:.3f}" for p in PHASES)
-    return (f"{'':37} | floor {floor:.3f} s ({parts}); adaptkit / floor {ours / floor:.2f}; adaptkit cached / "
-            f"floor without the encoder {cached / (floor - phases['encoder']):.2f}; no-grad forward {forward:.3f} s")
+    return (f"{'':37} | floor {sum(phases.values()):.3f} s ({parts}); adaptkit / floor {ours:.2f}; adaptkit cached / "
+            f"floor without the encoder {cached:.2f}; no-grad forward {forward:.3f} s")
+
+
+def floor_verdict(ratio: float, target: float) -> str:
+    """met / NOT met for a step / floor ratio, or UNRELIABLE when the floor measured above the step."""
+    if ratio < 0.95:
+        return "UNRELIABLE: the floor measured above the step (the machine's load changed between processes)"
+    return "met" if ratio <= target else "NOT met"
 
 
 def describe(model_kind: str) -> str:
@@ -514,9 +531,7 @@ def scorer_table(runs: list[dict]) -> tuple[list[str], dict[tuple[str, int], flo
 def targets(train: dict, decode_ratio: float | None, scorer: dict[int, float]) -> list[str]:
     """The issue's targets, each met or not (the numbers above)."""
     def ratio(key, peer):
-        by = train[key]
-        return (statistics.median(t for res in by[peer] for t in res["times"])
-                / statistics.median(t for res in by["adaptkit"] for t in res["times"]))
+        return step_median(train[key], peer) / step_median(train[key], "adaptkit")
     lines = ["Targets:"]
     big = [k for k in train if k[0] == "tiny" and k[1] >= 8 and k[2] >= 4]
     for key in big:
@@ -529,17 +544,10 @@ def targets(train: dict, decode_ratio: float | None, scorer: dict[int, float]) -
             lines.append(f"  scorer update <= 0.3x recomputation at 256, {shape}: {r:.3f}  {'met' if r <= 0.3 else 'NOT met'}")
     key = ("proportional", 8, 4)
     if key in train:
-        by = train[key]
-        floor = sum(statistics.median(res["phases"][p] for res in by["floor"]) for p in PHASES)
-        r = statistics.median(t for res in by["adaptkit"] for t in res["times"]) / floor
-        verdict = ("UNRELIABLE: the floor measured above the step (the machine's load changed between processes)"
-                   if r < 0.95 else "met" if r <= 1.2 else "NOT met")
-        lines.append(f"  proportional model, step <= 1.2x its floor at 8 s x 4: {r:.2f}x  {verdict}")
-        encoder = statistics.median(res["phases"]["encoder"] for res in by["floor"])
-        r = statistics.median(t for res in by["adaptkit cached"] for t in res["times"]) / (floor - encoder)
-        verdict = ("UNRELIABLE: the floor measured above the step (the machine's load changed between processes)"
-                   if r < 0.95 else "met" if r <= 1.1 else "NOT met")
-        lines.append(f"  proportional model, cached step <= 1.1x its floor without the encoder at 8 s x 4: {r:.2f}x  {verdict}")
+        _, ours, cached = floor_ratios(train[key])
+        lines.append(f"  proportional model, step <= 1.2x its floor at 8 s x 4: {ours:.2f}x  {floor_verdict(ours, 1.2)}")
+        lines.append(f"  proportional model, cached step <= 1.1x its floor without the encoder at 8 s x 4: "
+                     f"{cached:.2f}x  {floor_verdict(cached, 1.1)}")
     return lines
 
 

@@ -51,8 +51,8 @@ def test_masks_depend_on_seed_step_and_sample_only_and_stay_inside_each_sample()
 def test_off_by_default_and_bad_settings_are_one_line():
     batch = _batch()
     assert mask_features(batch, SpecAugment(), 0, 0) is batch
-    assert not Recipe.parse({"model": {"tiny": "qwen3_asr"}, "freeze": {"train": ["projector"]}}).train.spec_augment.active
     base = {"model": {"tiny": "qwen3_asr"}, "freeze": {"train": ["projector"]}}
+    assert not Recipe.parse(base).train.spec_augment.active
     with pytest.raises(AdaptkitError, match=r"^r: train\.spec_augment\.time_width: must be a finite number >= 0"):
         Recipe.parse({**base, "train": {"spec_augment": {"time_masks": 1, "time_width": -3}}}, "r")
     with pytest.raises(AdaptkitError, match=r"train\.spec_augment.*freq_mask.*freq_masks"):
